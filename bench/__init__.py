@@ -1,0 +1,1 @@
+"""Benchmarks: scripts with reports, not timed assertions."""

@@ -1,0 +1,48 @@
+# Sourced by scripts/demo and scripts/test: installs what the project needs on a fresh
+# Debian/Ubuntu machine (OS packages only when missing) and a virtualenv in .venv.
+set -euo pipefail
+
+NPQ_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NPQ_VENV="${NPQ_VENV:-$NPQ_ROOT/.venv}"
+
+# Debian package -> a command it provides (checked before installing anything).
+NPQ_APT_PACKAGES=(
+  "nix-bin:nix-instantiate"
+  "nginx-light:nginx"
+  "openssh-server:sshd"
+  "openssh-client:ssh"
+  "systemd:systemd-analyze"
+  "iproute2:ip"
+  "iptables:iptables"
+  "procps:pkill"
+)
+
+npq_sudo() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+npq_apt() {
+  local missing=() entry pkg cmd
+  for entry in "${NPQ_APT_PACKAGES[@]}" "$@"; do
+    pkg="${entry%%:*}"; cmd="${entry#*:}"
+    if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then missing+=("$pkg"); fi
+  done
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then missing+=(python3-venv); fi
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "bootstrap: installing ${missing[*]}" >&2
+    npq_sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    npq_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+}
+
+npq_venv() {
+  local stamp="$NPQ_VENV/.npq-stamp" want
+  want="$(cat "$NPQ_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)-$*"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  echo "bootstrap: creating virtualenv in $NPQ_VENV" >&2
+  python3 -m venv "$NPQ_VENV"
+  "$NPQ_VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$NPQ_VENV/bin/pip" install -q -e "$NPQ_ROOT$*"
+  echo "$want" > "$stamp"
+}

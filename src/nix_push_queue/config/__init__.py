@@ -1,0 +1,96 @@
+"""Config loading: read (YAML/JSON/Nix), validate (schema, then semantic rules), fill defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from ..errors import ConfigError, ConfigProblem
+from . import semantic
+from .model import Config, Target, from_document
+from .schema import fill_defaults, hint_for, load_schema, validator
+from .source import Source, format_path, read_source
+
+__all__ = [
+    "Config",
+    "Target",
+    "load_config",
+    "load_document",
+    "load_schema",
+    "validate_document",
+]
+
+
+def load_config(path: Path, *, nix_instantiate: str = "nix-instantiate") -> Config:
+    """Read, validate and type a config file. Raises ConfigError listing every problem."""
+    source = read_source(path, nix_instantiate=nix_instantiate)
+    return from_document(validate_document(source))
+
+
+def load_document(data: Any, name: str = "<config>") -> Config:
+    """Validate an in-memory document (e.g. the daemon's generated config.json)."""
+    return from_document(validate_document(Source(name, data, lambda _path: None)))
+
+
+def validate_document(source: Source) -> dict[str, Any]:
+    problems = _schema_problems(source)
+    if problems:
+        raise ConfigError(problems)
+    filled: dict[str, Any] = fill_defaults(source.data)
+    findings = semantic.check(filled)
+    if findings:
+        raise ConfigError([
+            ConfigProblem(source.file, source.line_of(field), format_path(field), message)
+            for field, message in findings
+        ])
+    return filled
+
+
+def _schema_problems(source: Source) -> list[ConfigProblem]:
+    errors = sorted(validator().iter_errors(source.data), key=lambda e: list(e.absolute_path))
+    problems = []
+    for error in errors:
+        field = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # Point at the first unknown key itself, not at the mapping holding it.
+            known = _schema_node(error).get("properties", {})
+            field += tuple(sorted(k for k in error.instance if k not in known))[:1]
+        problems.append(ConfigProblem(
+            source.file, source.line_of(field), format_path(field), _message(error)
+        ))
+    return problems
+
+
+def _schema_node(error: jsonschema.ValidationError) -> dict[str, Any]:
+    return error.schema if isinstance(error.schema, dict) else {}
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    # For anyOf/oneOf, the deepest sub-error names the real cause better than the summary.
+    if error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        if best is not None and best.validator not in ("type",):
+            error = best
+    hint = _schema_node(error).get("x-hint")
+    hint = hint or hint_for(list(error.schema_path))
+    what = _describe(error)
+    return f"{what}; {hint}" if hint else what
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    keyword = error.validator
+    if keyword == "additionalProperties":
+        properties = _schema_node(error).get("properties", {})
+        instance = error.instance if isinstance(error.instance, dict) else {}
+        extra = sorted(set(instance) - set(properties))
+        known = ", ".join(sorted(properties))
+        return f"unknown key(s) {', '.join(map(repr, extra))}; known keys here: {known}"
+    if keyword == "required":
+        return str(error.message).replace("is a required property", "is required but missing")
+    if keyword == "not" and isinstance(error.instance, str):
+        return f"value {error.instance!r} is not allowed"
+    if keyword == "pattern":
+        return f"{error.instance!r} has the wrong form"
+    return str(error.message)

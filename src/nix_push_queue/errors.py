@@ -1,0 +1,101 @@
+"""The one error hierarchy. Every subclass carries the context a user needs to act.
+
+The CLI maps classes to exit codes (`EXIT_CODES`); nothing below the CLI exits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class NpqError(Exception):
+    """Base of every error nix-push-queue raises on purpose."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config file, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    path: str  # e.g. "targets[1].url"; "" for the document itself
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        field = f" {self.path}:" if self.path else ""
+        return f"{where}:{field} {self.message}"
+
+
+class ConfigError(NpqError):
+    """The config cannot be used. Carries every problem found, not only the first."""
+
+    exit_code = 1
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class NixError(NpqError):
+    """A Nix command failed where we needed it to succeed."""
+
+    exit_code = 3
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str) -> None:
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        tail = stderr.strip().splitlines()[-5:]
+        super().__init__(
+            f"`{' '.join(argv[:3])} ...` exited {returncode}: " + " | ".join(tail)
+        )
+
+
+class OutputError(NpqError):
+    """Generated files could not be written (nothing half-written is left behind)."""
+
+    exit_code = 4
+
+
+class ProtocolError(NpqError):
+    """A wire message was malformed, too large, or of an unknown version."""
+
+    exit_code = 5
+
+
+class DaemonUnavailable(NpqError):
+    """The daemon's socket did not answer."""
+
+    exit_code = 6
+
+
+class QueueError(NpqError):
+    """The queue database could not be used."""
+
+    exit_code = 7
+
+
+class VerifyFailed(NpqError):
+    """A step of `verify` failed; `step` names it."""
+
+    exit_code = 8
+
+    def __init__(self, step: str, reason: str) -> None:
+        self.step = step
+        self.reason = reason
+        super().__init__(f"verify failed at step '{step}': {reason}")
+
+
+class WaitTimeout(NpqError):
+    """`wait` gave up before the queue drained."""
+
+    exit_code = 9
+
+
+class DeadLetters(NpqError):
+    """The queue drained but some paths are dead letters."""
+
+    exit_code = 10
