@@ -11,6 +11,14 @@ from nix_push_queue.nixenv import IsolatedNix
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Shared fixtures live one module per subject in tests/fixtures/ (nginx, sshd, daemon, ...);
+# every module there is loaded as a plugin, so adding one needs no edit here.
+pytest_plugins = sorted(
+    f"tests.fixtures.{p.stem}"
+    for p in (Path(__file__).parent / "fixtures").glob("*.py")
+    if p.stem != "__init__"
+)
+
 
 @pytest.fixture
 def nix(tmp_path: Path) -> IsolatedNix:
