@@ -7,13 +7,16 @@ pays for nothing but itself.
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from types import ModuleType
+
+# The hook's fast path must not load argparse, logging, importlib or typing (start-up time
+# after every build); they are imported where used. mypy reads TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping, Sequence
+    from types import ModuleType
 
 # name -> one-line help. Order is the order of `--help`.
 COMMANDS: dict[str, str] = {
@@ -31,10 +34,14 @@ COMMANDS: dict[str, str] = {
 
 
 def _module(name: str) -> ModuleType:
+    import importlib
+
     return importlib.import_module(f"nix_push_queue.commands.{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -58,6 +65,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         from .commands import hook
 
         return hook.main_fast(args_list[1:], environ)
+    import logging
+
     args = build_parser().parse_args(args_list)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

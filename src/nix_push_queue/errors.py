@@ -61,9 +61,29 @@ class OutputError(NpqError):
 
 
 class ProtocolError(NpqError):
-    """A wire message was malformed, too large, or of an unknown version."""
+    """A wire message was malformed, too large, or of an unknown version.
+
+    `code` is the wire error code sent back to the peer (protocol.ErrorCode); `field` names
+    the offending field when there is one.
+    """
 
     exit_code = 5
+
+    def __init__(self, message: str, code: str = "bad_request", field: str | None = None) -> None:
+        self.code = code
+        self.field = field
+        super().__init__(message)
+
+
+class SpoolError(NpqError):
+    """The spool could not be written (disk full, read-only, permissions) or read."""
+
+    exit_code = 11
+
+    def __init__(self, spool_dir: str, reason: str) -> None:
+        self.spool_dir = spool_dir
+        self.reason = reason
+        super().__init__(f"spool {spool_dir}: {reason}")
 
 
 class DaemonUnavailable(NpqError):
@@ -99,3 +119,9 @@ class DeadLetters(NpqError):
     """The queue drained but some paths are dead letters."""
 
     exit_code = 10
+
+
+class DaemonError(NpqError):
+    """The daemon cannot start: socket in use, unusable inherited fd or state directory."""
+
+    exit_code = 12

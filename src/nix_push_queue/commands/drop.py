@@ -1,14 +1,26 @@
-"""`nix-push-queue drop` (not implemented yet)."""
+"""`nix-push-queue drop (--all | --target NAME | PATH...)`: delete dead letters. Deleting
+is final, so dropping every dead letter needs an explicit --all."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
 
+from ._common import add_endpoint_args, connect
+
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults()
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="only these store paths")
+    parser.add_argument("--target", default=None, help="only this target")
+    parser.add_argument("--all", action="store_true", help="every dead letter of every target")
+    add_endpoint_args(parser)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    raise NotImplementedError("drop")
+    if not (args.all or args.target or args.paths):
+        print("nix-push-queue drop: name a --target, PATHs, or --all", flush=True)
+        return 2
+    client, _ = connect(args)
+    changed = client.drop(args.target, args.paths or None)
+    print(f"{changed} dead letter(s) dropped")
+    return 0

@@ -1,28 +1,104 @@
-"""`nix-push-queue generate` (not implemented yet)."""
+"""`nix-push-queue generate CONFIG --out DIR`: render and install the host's files.
+
+Writes the nix.conf fragment, the post-build-hook wrapper, the systemd units and the daemon's
+config under DIR (all or nothing), and with `--include-into` adds one `!include` line to an
+existing nix.conf. `--remove-include FILE` takes that line out again (uninstall).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..generate import GenerateOptions
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="config file (.yaml, .yml, .json or .nix)")
-    parser.add_argument(
-        "--print", dest="print_json", action="store_true",
-        help="print the validated config with every default filled in, as JSON",
-    )
+    parser.add_argument("config", type=Path, nargs="?",
+                        help="config file (.yaml, .yml, .json or .nix)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="output root; files go to DIR/etc/... (use / to install in place)")
+    parser.add_argument("--prefix", default="/", metavar="DIR",
+                        help="where the tree will be installed, for paths written inside the "
+                             "files (default: /; the NixOS module passes its $out)")
+    parser.add_argument("--executable", default=None, metavar="PATH",
+                        help="nix-push-queue on the target host "
+                             "(default: /usr/local/bin/nix-push-queue)")
+    parser.add_argument("--config-path", default=None, metavar="PATH",
+                        help="where the daemon's config will be (default: PREFIX/etc/"
+                             "nix-push-queue/config.json)")
+    parser.add_argument("--flavor", choices=("debian", "nixos"), default="debian",
+                        help="nixos: units under lib/systemd/system for systemd.packages")
+    parser.add_argument("--include-into", type=Path, metavar="NIX_CONF",
+                        help="add `!include PREFIX/etc/nix/nix-push-queue.conf` to this file")
+    parser.add_argument("--remove-include", type=Path, metavar="NIX_CONF",
+                        help="remove that line again (needs no CONFIG)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite files that nix-push-queue did not write")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check everything and print what would change; write nothing")
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ..config import load_config
+    from ..generate import FRAGMENT, GenerateOptions
+    from ..generate.include import remove_include
 
-    config = load_config(args.config)
-    if args.print_json:
-        print(json.dumps(config.document, indent=2, sort_keys=True))
-    else:
-        targets = ", ".join(t.name for t in config.targets) or "none (consumer only)"
-        print(f"{args.config}: ok (targets: {targets})")
+    options = GenerateOptions(flavor=args.flavor, prefix=args.prefix,
+                              config_path=args.config_path)
+    if args.executable is not None:
+        options = replace(options, executable=args.executable)
+    fragment = options.installed(FRAGMENT)
+    if args.remove_include is not None:
+        if args.config is not None:
+            return _usage("give either CONFIG or --remove-include, not both")
+        if args.dry_run:
+            print(f"would remove `!include {fragment}` from {args.remove_include}")
+        elif remove_include(args.remove_include, fragment):
+            print(f"{args.remove_include}: removed `!include {fragment}`")
+        else:
+            print(f"{args.remove_include}: no `!include {fragment}` line; unchanged")
+        return 0
+    if args.config is None or args.out is None:
+        return _usage("CONFIG and --out DIR are required")
+    if args.include_into is not None and args.flavor == "nixos":
+        return _usage("--include-into is for non-NixOS hosts; NixOS sets nix.settings")
+    return _generate(args, options, fragment)
+
+
+def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str) -> int:
+    from ..config import load_config_source, locate
+    from ..errors import ConfigError
+    from ..generate import generate_files
+    from ..generate.include import add_include, check_include
+    from ..generate.writer import write_tree
+
+    config, source = load_config_source(args.config)
+    try:
+        files = generate_files(config, options)
+    except ConfigError as exc:
+        raise locate(exc, source) from None
+    if args.include_into is not None:
+        check_include(args.include_into, fragment)  # fail before writing anything
+    changes = write_tree(args.out, files, force=args.force, dry_run=args.dry_run)
+    verb = "would " if args.dry_run else ""
+    for change in changes:
+        print(f"{verb}{change.action:9} {args.out / change.path}")
+    if args.include_into is not None:
+        if args.dry_run:
+            print(f"would include {fragment} from {args.include_into}")
+        elif add_include(args.include_into, fragment):
+            print(f"{args.include_into}: added `!include {fragment}`")
+        else:
+            print(f"{args.include_into}: already includes {fragment}")
     return 0
+
+
+def _usage(message: str) -> int:
+    import sys
+
+    print(f"nix-push-queue generate: {message}", file=sys.stderr)
+    return 2

@@ -1,14 +1,22 @@
-"""`nix-push-queue retry` (not implemented yet)."""
+"""`nix-push-queue retry [--target NAME] [PATH...]`: dead letters back to pending (all of
+them when neither is given)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
 
+from ._common import add_endpoint_args, connect
+
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults()
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="only these store paths")
+    parser.add_argument("--target", default=None, help="only this target")
+    add_endpoint_args(parser)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    raise NotImplementedError("retry")
+    client, _ = connect(args)
+    changed = client.retry(args.target, args.paths or None)
+    print(f"{changed} dead letter(s) back to pending")
+    return 0

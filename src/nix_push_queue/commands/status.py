@@ -1,14 +1,51 @@
-"""`nix-push-queue status` (not implemented yet)."""
+"""`nix-push-queue status [--json]`: per target pending, uploading, done, dead, skipped,
+oldest pending age and last error (the daemon's `status` op)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import time
 from collections.abc import Mapping
+
+from ._common import add_endpoint_args, connect
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults()
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_endpoint_args(parser)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    raise NotImplementedError("status")
+    client, _ = connect(args)
+    stats = client.status()
+    if args.json:
+        doc = {"targets": {n: dataclasses.asdict(s) for n, s in sorted(stats.items())}}
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    header = ("TARGET", "PENDING", "UPLOADING", "DONE", "DEAD", "SKIPPED", "OLDEST")
+    rows = [header] + [
+        (name, str(s.pending), str(s.inflight), str(s.done), str(s.dead), str(s.skipped),
+         _age(s.oldest_pending_age))
+        for name, s in sorted(stats.items())
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for name, s in sorted(stats.items()):
+        if s.last_error:
+            when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_error_at))
+                    if s.last_error_at else "?")
+            print(f"last error {name} ({when}): {s.last_error}")
+    return 0
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

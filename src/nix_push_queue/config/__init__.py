@@ -11,14 +11,17 @@ from ..errors import ConfigError, ConfigProblem
 from . import semantic
 from .model import Config, Target, from_document
 from .schema import fill_defaults, hint_for, load_schema, validator
-from .source import Source, format_path, read_source
+from .source import Source, format_path, parse_path, read_source
 
 __all__ = [
     "Config",
+    "Source",
     "Target",
     "load_config",
+    "load_config_source",
     "load_document",
     "load_schema",
+    "locate",
     "validate_document",
 ]
 
@@ -27,6 +30,25 @@ def load_config(path: Path, *, nix_instantiate: str = "nix-instantiate") -> Conf
     """Read, validate and type a config file. Raises ConfigError listing every problem."""
     source = read_source(path, nix_instantiate=nix_instantiate)
     return from_document(validate_document(source))
+
+
+def load_config_source(
+    path: Path, *, nix_instantiate: str = "nix-instantiate"
+) -> tuple[Config, Source]:
+    """Like `load_config`, also returning the source, to locate later problems (`locate`)."""
+    source = read_source(path, nix_instantiate=nix_instantiate)
+    return from_document(validate_document(source)), source
+
+
+def locate(error: ConfigError, source: Source) -> ConfigError:
+    """Fill in file and line for problems found after loading (e.g. by the generator),
+    whose `path` names a config field."""
+    return ConfigError([
+        p if p.file else ConfigProblem(
+            source.file, source.line_of(parse_path(p.path)) if p.path else None,
+            p.path, p.message)
+        for p in error.problems
+    ])
 
 
 def load_document(data: Any, name: str = "<config>") -> Config:
@@ -93,4 +115,31 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"value {error.instance!r} is not allowed"
     if keyword == "pattern":
         return f"{error.instance!r} has the wrong form"
+    if keyword == "type":
+        wanted = error.validator_value
+        names = [wanted] if isinstance(wanted, str) else list(wanted)
+        expected = " or ".join(_TYPE_WORDS.get(n, n) for n in names)
+        return f"expected {expected}, found {_kind(error.instance)}"
     return str(error.message)
+
+
+# JSON Schema's type names in the words of someone writing YAML.
+_TYPE_WORDS = {
+    "array": "a list", "object": "a mapping (key: value)", "string": "a string",
+    "integer": "a whole number", "number": "a number", "boolean": "true or false",
+    "null": "null",
+}
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "null"

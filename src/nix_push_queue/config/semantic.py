@@ -21,6 +21,7 @@ def check(doc: dict[str, Any]) -> list[Finding]:
         *_store_secrets(doc),
         *_key_names(doc),
         *_substituted_targets(doc),
+        *_scheme_fields(doc),
         *_queue(doc),
         *_metrics(doc),
     ]
@@ -92,6 +93,27 @@ def _substituted_targets(doc: dict[str, Any]) -> Iterator[Finding]:
             yield (("targets", i, "substitute"),
                    "a target used as a substituter needs `public_key`, or Nix will refuse "
                    "its unsigned-for-us paths; add the target's public key")
+
+
+# Target fields that only mean something for some URL schemes, and what to say otherwise.
+_SCHEME_FIELDS: dict[str, tuple[frozenset[str], str]] = {
+    "ssh_key_file": (frozenset({"ssh", "ssh-ng"}), "only ssh:// and ssh-ng:// targets use it"),
+    "credentials_file": (frozenset({"s3"}), "only s3:// targets use it"),
+    "compression": (frozenset({"file", "http", "https", "s3"}),
+                    "only binary caches (file://, http(s)://, s3://) compress NARs"),
+}
+
+
+def _scheme_fields(doc: dict[str, Any]) -> Iterator[Finding]:
+    for i, target in enumerate(doc["targets"]):
+        scheme = target["url"].split("://", 1)[0]
+        for key, (schemes, why) in _SCHEME_FIELDS.items():
+            if key in target and scheme not in schemes:
+                yield (("targets", i, key),
+                       f"{key} has no effect on a {scheme}:// target: {why}; remove it")
+        if "priority" in target and not target["substitute"]:
+            yield (("targets", i, "priority"),
+                   "priority only applies to substituters; set `substitute: true` or remove it")
 
 
 def _queue(doc: dict[str, Any]) -> Iterator[Finding]:

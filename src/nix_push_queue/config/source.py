@@ -38,6 +38,14 @@ def format_path(path: FieldPath) -> str:
     return out
 
 
+def parse_path(text: str) -> FieldPath:
+    """The inverse of `format_path`: "targets[1].url" -> ("targets", 1, "url")."""
+    parts: list[str | int] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", text):
+        parts.append(int(index) if index else name)
+    return tuple(parts)
+
+
 def read_source(path: Path, *, nix_instantiate: str = "nix-instantiate") -> Source:
     name = str(path)
     try:
@@ -87,7 +95,11 @@ def _load_yaml(name: str, text: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = ConfigProblem(name, line, "", f"invalid YAML: {exc.problem or exc}")
+        what = f"invalid YAML: {exc.problem or exc}"
+        if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+            # e.g. an unclosed bracket: the parser notices lines after the real mistake.
+            what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        problem = ConfigProblem(name, line, "", what)
         raise ConfigError([problem]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigProblem(name, None, "", f"invalid YAML: {exc}")]) from exc
@@ -104,27 +116,33 @@ def _yaml_lines(text: str) -> LineLookup:
         if node is not None:
             best = node.start_mark.line + 1
         for part in path:
-            node = _child(node, part)
-            if node is None:
+            found = _child(node, part)
+            if found is None:
                 break
-            best = node.start_mark.line + 1
+            node, best = found
         return best
 
     return line_of
 
 
-def _child(node: yaml.Node | None, part: str | int) -> yaml.Node | None:
+def _child(node: yaml.Node | None, part: str | int) -> tuple[yaml.Node, int] | None:
+    """The child at `part` and the line that best shows it to a user."""
     if isinstance(node, yaml.MappingNode) and isinstance(part, str):
         for key, value in node.value:
             if key.value == part:
-                # Point at the key's line: a scalar value may sit on it, a block below it.
-                empty = not isinstance(value, yaml.ScalarNode) and not value.value
-                found: yaml.Node = key if empty else value
-                return found
+                # A block collection starts on the line below its key, at its first child:
+                # the key's line names the field. A scalar or [flow] value is its own line.
+                block = not isinstance(value, yaml.ScalarNode) and not value.flow_style
+                mark = key.start_mark if block or not _has_content(value) else value.start_mark
+                return value, mark.line + 1
     if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
         child: yaml.Node = node.value[part]
-        return child
+        return child, child.start_mark.line + 1
     return None
+
+
+def _has_content(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) or bool(node.value)
 
 
 def _read_nix(path: Path, nix_instantiate: str) -> Source:

@@ -1,0 +1,99 @@
+"""`python -m bench` (or `bench/run`): run the benchmarks and write their reports.
+
+Sub-benchmarks: buildloop (hook cost per network profile), drain (upload throughput), scale
+(enqueue rate, status latency and RSS with a deep queue), profile (where the time goes).
+`--quick` runs every one with tiny sizes in about a minute, for the smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import buildloop, cachehost, drain, plots, profiling, report, scale
+from .common import REPO, BenchResult, machine_info
+
+BENCHES = ("buildloop", "drain", "scale", "profile")
+log = logging.getLogger("bench")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: seconds to a minute")
+    p.add_argument("--only", action="append", choices=BENCHES, help="run only these (repeat)")
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    p.add_argument("--workdir", type=Path, help="keep scratch files here (default: a temp dir)")
+    p.add_argument("--profiles", default=",".join(cachehost.PROFILES),
+                   help="network profiles for buildloop (comma separated)")
+    p.add_argument("--n", type=int, help="buildloop derivations per cell (default 200)")
+    p.add_argument("--paths", type=int, help="drain store paths (default 1000)")
+    p.add_argument("--rows", type=int, help="scale pending rows (default 100000)")
+    p.add_argument("--budget", type=float, help="buildloop seconds per cell (default 150)")
+    p.add_argument("--docs", action="store_true",
+                   help="also copy the report to docs/benchmarks.md (full runs)")
+    return p
+
+
+def _run_one(name: str, args: argparse.Namespace, workdir: Path) -> BenchResult:
+    quick = args.quick
+    if name == "buildloop":
+        reason = cachehost.unavailable_reason()
+        if reason:
+            return BenchResult(name, "Build-loop cost of the post-build hook", {}, [],
+                               skipped=reason)
+        profiles = tuple(p for p in args.profiles.split(",") if p in cachehost.PROFILES)
+        params = buildloop.Params(
+            n=args.n or (4 if quick else 200), output_size=4096 if quick else 64 * 1024,
+            budget_s=args.budget or (30 if quick else 150),
+            profiles=profiles, drain_timeout_s=60 if quick else 300)
+        return buildloop.run(workdir, params, cachehost.Network, log.info)
+    if name == "drain":
+        return drain.run(workdir, drain.default_params(quick, args.paths), log.info)
+    if name == "scale":
+        return scale.run(workdir, scale.default_params(quick, args.rows), log.info)
+    return profiling.run(workdir, profiling.default_params(quick), log.info)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    started = time.monotonic()
+    scratch = args.workdir or Path(tempfile.mkdtemp(prefix="npq-bench-"))
+    results: list[BenchResult] = []
+    try:
+        for name in args.only or BENCHES:
+            t0 = time.monotonic()
+            log.info("== %s", name)
+            (scratch / name).mkdir(parents=True, exist_ok=True)
+            result = _run_one(name, args, scratch / name)
+            result.seconds = time.monotonic() - t0
+            results.append(result)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    meta = {"machine": machine_info(), "mode": "quick" if args.quick else "full",
+            "seconds": time.monotonic() - started, "argv": list(argv or sys.argv[1:])}
+    files = report.write(args.out, results, meta, plots.PLOTTERS)
+    if args.docs:
+        _publish(files, args.out)
+    log.info("report: %s", files["md"])
+    return 0
+
+
+def _publish(files: dict[str, Path], out: Path) -> None:
+    """docs/benchmarks.md: the latest table, with plot links relative to docs/."""
+    text = files["md"].read_text(encoding="utf-8")
+    rel = Path("..") / out.resolve().relative_to(REPO)
+    for name in list(plots.PLOTTERS):
+        text = text.replace(f"]({name}.png)", f"]({rel / name}.png)")
+    (REPO / "docs" / "benchmarks.md").write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""How fast the queue drains: store paths of mixed sizes pushed to an HTTP and a file:// cache.
+
+Methods, each into a fresh empty cache:
+- daemon: all paths enqueued at once; the daemon's batching and concurrency (schema defaults)
+  upload them; timed from the enqueue to an empty queue;
+- per-path: one `nix copy` per path, one after the other (what a hook that copies does);
+- single call (ceiling): one `nix copy` of every path;
+- dd: raw write speed of the cache's disk (`dd conv=fsync` of the same number of bytes).
+Every nix copy signs with `?secret-key=` as the daemon does; compression is a parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nix_push_queue.nixenv import IsolatedNix
+
+from . import product
+from .cachehost import Network, unavailable_reason
+from .common import MIB, BenchResult, blob_derivation, call
+
+COLUMNS = [
+    ("cache", "cache"), ("method", "method"), ("paths", "paths"), ("seconds", "seconds"),
+    ("paths_per_s", "paths/s"), ("mib_per_s", "MiB/s"), ("vs_ceiling", "time vs ceiling"),
+    ("in_cache", "narinfos in cache"),
+]
+
+
+@dataclass(frozen=True)
+class Params:
+    paths: int
+    min_size: int
+    max_size: int
+    libs: int  # paths that others reference
+    compression: str
+    seed: int
+    timeout_s: float
+    http: bool
+
+
+def default_params(quick: bool, paths: int | None) -> Params:
+    if quick:
+        return Params(paths or 20, 1024, 256 * 1024, 4, "none", 1, 120, http=False)
+    return Params(paths or 1000, 1024, 16 * MIB, 50, "none", 1, 900, http=True)
+
+
+def _sizes(params: Params) -> list[int]:
+    """Log-uniform sizes: mostly small paths, a few large ones, as in a real store."""
+    rng = random.Random(params.seed)
+    lo, hi = math.log(params.min_size), math.log(params.max_size)
+    return [int(math.exp(rng.uniform(lo, hi))) for _ in range(params.paths)]
+
+
+def make_paths(nix: IsolatedNix, params: Params) -> tuple[list[str], int]:
+    """Build the paths (one nix-build, 2 jobs); returns them and their total NAR bytes."""
+    rng = random.Random(params.seed + 1)
+    nonce = f"{time.time_ns()}"
+    sizes = _sizes(params)
+    libs = [blob_derivation(f"lib-{i}", sizes[i], nonce) for i in range(params.libs)]
+    exprs = list(libs)
+    for i in range(params.libs, params.paths):
+        deps = rng.sample(range(params.libs), k=min(params.libs, rng.randint(0, 3)))
+        exprs.append(blob_derivation(f"app-{i}", sizes[i], nonce, [f"(lib {d})" for d in deps]))
+    lib_list = " ".join(f"({e})" for e in libs)
+    expr = ("let libs = [ " + lib_list + " ]; lib = n: builtins.elemAt libs n; in [ "
+            + " ".join(f"({e})" for e in exprs) + " ]")
+    expr_file = nix.root / "drain.nix"
+    expr_file.write_text(expr, encoding="utf-8")
+    out = call(["nix-build", "--no-out-link", "--max-jobs", "2", str(expr_file)],
+              env=nix.env(), timeout=3600).stdout.split()
+    info = json.loads(call(["nix", "path-info", "--json", *out], env=nix.env()).stdout)
+    return out, sum(int(p["narSize"]) for p in info)
+
+
+def _url(base: str, key: Path, compression: str) -> str:
+    return f"{base}?compression={compression}&secret-key={key}"
+
+
+def _row(cache: str, method: str, paths: int, seconds: float, nbytes: int,
+         in_cache: int | None) -> dict[str, Any]:
+    return {"cache": cache, "method": method, "paths": paths, "seconds": round(seconds, 2),
+            "paths_per_s": round(paths / seconds, 1) if seconds else None,
+            "mib_per_s": round(nbytes / MIB / seconds, 1) if seconds else None,
+            "in_cache": in_cache}
+
+
+def _per_path(nix: IsolatedNix, paths: list[str], url: str,
+              wrap: Callable[[list[str]], list[str]]) -> float:
+    t0 = time.perf_counter()
+    for p in paths:
+        call(wrap(["nix", "copy", "--to", url, p]), env=nix.env())
+    return time.perf_counter() - t0
+
+
+def _single(nix: IsolatedNix, paths: list[str], url: str,
+            wrap: Callable[[list[str]], list[str]]) -> float:
+    t0 = time.perf_counter()
+    call(wrap(["nix", "copy", "--to", url, *paths]), env=nix.env(), timeout=3600)
+    return time.perf_counter() - t0
+
+
+def _daemon(nix: IsolatedNix, paths: list[str], target: dict[str, Any], root: Path,
+            wrap: Callable[[list[str]], list[str]], timeout: float) -> tuple[float, dict[str, int]]:
+    layout = product.Layout(root)
+    product.write_config(layout, nix, [target])
+    with product.running_daemon(layout, nix, wrap) as daemon:
+        t0 = time.perf_counter()
+        reply = product.request(layout.socket, {"op": "enqueue", "paths": paths,
+                                                "source": "push"})
+        if not reply.get("ok"):
+            raise product.ProductUnavailable(f"enqueue refused: {reply}")
+        if daemon.wait_drained(timeout) is None:
+            raise product.ProductUnavailable(f"queue not drained within {timeout} s")
+        seconds = time.perf_counter() - t0
+        return seconds, product.queue_totals(layout.socket)
+
+
+def _dd(directory: Path, nbytes: int) -> float:
+    target = directory / "dd.bin"
+    count = max(1, nbytes // MIB)
+    t0 = time.perf_counter()
+    call(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={count}", "conv=fsync"],
+        timeout=3600)
+    seconds = time.perf_counter() - t0
+    target.unlink()
+    return seconds * nbytes / (count * MIB)
+
+
+def _one_cache(result: BenchResult, cache: str, nix: IsolatedNix, paths: list[str],
+               nbytes: int, base: Callable[[str], tuple[str, Path]],
+               wrap: Callable[[list[str]], list[str]], work: Path, params: Params,
+               log: Callable[[str], None]) -> None:
+    key, pub = nix.generate_key("drain-1", work)
+    rows: list[dict[str, Any]] = []
+    url, cache_dir = base("single")
+    secs = _single(nix, paths, _url(url, key, params.compression), wrap)
+    rows.append(_row(cache, "single nix copy (ceiling)", len(paths), secs, nbytes,
+                     product.narinfo_count(cache_dir)))
+    url, cache_dir = base("daemon")
+    target = {"name": "drain", "url": url, "secret_key_file": str(key), "public_key": pub,
+              "compression": params.compression}
+    try:
+        secs, totals = _daemon(nix, paths, target, work / "daemon", wrap, params.timeout_s)
+        row = _row(cache, "nix-push-queue daemon", len(paths), secs, nbytes,
+                   product.narinfo_count(cache_dir))
+        row["queue"] = totals
+        rows.append(row)
+    except product.ProductUnavailable as exc:
+        result.notes.append(f"{cache} daemon: not measured: {exc}")
+    url, cache_dir = base("per-path")
+    secs = _per_path(nix, paths, _url(url, key, params.compression), wrap)
+    rows.append(_row(cache, "one nix copy per path", len(paths), secs, nbytes,
+                     product.narinfo_count(cache_dir)))
+    ceiling = rows[0]["seconds"]
+    for row in rows:
+        row["vs_ceiling"] = round(row["seconds"] / ceiling, 2) if ceiling else None
+        log(f"drain {cache} {row['method']}: {row['seconds']} s, {row['paths_per_s']} paths/s")
+    result.rows.extend(rows)
+
+
+def run_drain(workdir: Path, params: Params, log: Callable[[str], None]) -> BenchResult:
+    result = BenchResult("drain", "Drain throughput", params.__dict__, COLUMNS)
+    nix = IsolatedNix.create(workdir / "nix")
+    t0 = time.perf_counter()
+    paths, nbytes = make_paths(nix, params)
+    log(f"drain: built {len(paths)} paths, {nbytes / MIB:.0f} MiB in "
+        f"{time.perf_counter() - t0:.0f} s")
+    result.params = params.__dict__ | {"total_mib": round(nbytes / MIB, 1)}
+    files = workdir / "file-caches"
+
+    def file_base(method: str) -> tuple[str, Path]:
+        d = files / method
+        d.mkdir(parents=True, exist_ok=True)
+        return f"file://{d}", d
+
+    _one_cache(result, "file://", nix, paths, nbytes, file_base, list, workdir, params, log)
+    dd_secs = _dd(files, nbytes)
+    result.rows.append(_row("file://", "dd conv=fsync (disk)", 0, dd_secs, nbytes, None)
+                       | {"paths": None, "paths_per_s": None})
+    reason = unavailable_reason() if params.http else "HTTP cache skipped in quick mode"
+    if reason:
+        result.notes.append(f"HTTP cache: {reason}")
+    else:
+        net = Network(workdir / "net")
+        net.open()
+        try:
+            def http_base(method: str) -> tuple[str, Path]:
+                return f"{net.url}/{method}", net.cache_dir / method
+
+            _one_cache(result, "http:// (nginx, netns)", nix, paths, nbytes, http_base,
+                       net.argv, workdir, params, log)
+        finally:
+            net.close()
+    daemon = [r for r in result.rows if r["method"] == "nix-push-queue daemon"]
+    for row in daemon:
+        result.headline[f"{row['cache']} daemon vs ceiling"] = row["vs_ceiling"]
+    return result
+
+
+run = run_drain

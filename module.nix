@@ -1,0 +1,206 @@
+# NixOS module: services.nix-push-queue.
+#
+# One source of truth: the systemd units, the post-build-hook wrapper and the daemon's
+# config.json are produced by the package's own `nix-push-queue generate --flavor nixos`
+# in a derivation (after `nix-push-queue validate`), so what runs here is what the generator
+# writes everywhere else. The nix.conf settings are computed in Nix by nix/nix-settings.nix,
+# which the test suite compares with the generator's fragment (a derivation's output cannot
+# feed `nix.settings` without import-from-derivation).
+{ config, lib, pkgs, ... }:
+
+let
+  inherit (lib) mkIf mkOption types;
+
+  cfg = config.services.nix-push-queue;
+  json = pkgs.formats.json { };
+
+  schema = builtins.fromJSON (builtins.readFile ./schema/config.schema.json);
+  fillDefaults = import ./nix/schema-defaults.nix schema;
+  toDocument = import ./nix/settings-json.nix;
+  layout = import ./nix/layout.nix;
+
+  document = toDocument cfg.settings;
+  # Everything the schema defaults, filled the same way the Python side fills it.
+  filled = fillDefaults document;
+  settingsFile = json.generate "nix-push-queue-settings.json" document;
+
+  # Validated at build time by the package itself; the build fails with the validator's
+  # `FILE:LINE: field: message` lines when the settings are wrong. With --prefix $out every
+  # reference between the files (ExecStart's --config, the hook path) is a store path, so a
+  # settings change changes the unit and NixOS restarts the daemon on switch.
+  generated = pkgs.runCommand "nix-push-queue-generated"
+    {
+      nativeBuildInputs = [ cfg.package ];
+      preferLocalBuild = true;
+    }
+    ''
+      nix-push-queue validate ${settingsFile}
+      nix-push-queue generate ${settingsFile} --flavor nixos --out "$out" --prefix "$out" \
+        --executable ${lib.escapeShellArg (lib.getExe cfg.package)}
+    '';
+
+  hasTargets = filled.targets != [ ];
+  hookPath = "${generated}/${layout.hook}";
+  nixSettings = import ./nix/nix-settings.nix { config = filled; hook = hookPath; };
+
+  # The daemon's user: systemd's DynamicUser names it after the unit when service.user is null.
+  daemonUser = if filled.service.user == null then "nix-push-queue" else filled.service.user;
+  daemonGroup =
+    if filled.service.group != null then filled.service.group
+    else if filled.service.user != null then filled.service.user
+    else null;
+  staticUser = filled.service.user != null && filled.service.user != "root";
+  # ssh:// and ssh-ng:// targets are signed with `nix store sign` in the local store, which
+  # the nix-daemon allows to trusted users only.
+  signsLocally = builtins.any
+    (t: builtins.match "ssh(-ng)?://.*" t.url != null && t ? secret_key_file)
+    filled.targets;
+
+  replacing = !filled.substituters.keep_defaults;
+  # keep_defaults = false means "these lists and nothing else": outrank NixOS's own
+  # cache.nixos.org definitions (normal priority) without taking mkForce from the user.
+  nixSettingsDefs = lib.mapAttrs
+    (name: value:
+      if replacing && builtins.elem name [ "substituters" "trusted-public-keys" ]
+      then lib.mkOverride 90 value
+      else value)
+    nixSettings;
+
+  targetType = types.submodule {
+    freeformType = json.type;
+    options = {
+      name = mkOption {
+        type = types.str;
+        description = "Short name of the target, used in status, metrics and credential names.";
+        example = "cache";
+      };
+      url = mkOption {
+        type = types.str;
+        description = "Store URL to push to, as `nix copy --to` takes it.";
+        example = "s3://example-nix-cache?region=eu-west-1";
+      };
+      # Secrets are strings, never `types.path`: a path literal would be copied into the
+      # world-readable store. systemd's LoadCredential hands them to the daemon.
+      secret_key_file = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Signing key file (outside the Nix store), loaded with LoadCredential.";
+        example = "/etc/nix/cache-priv-key.pem";
+      };
+      public_key = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Public half of `secret_key_file`, `NAME:BASE64`.";
+      };
+      ssh_key_file = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "SSH private key for ssh:// and ssh-ng:// targets, loaded with LoadCredential.";
+      };
+      credentials_file = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "AWS shared credentials file for s3:// targets, loaded with LoadCredential.";
+      };
+    };
+  };
+in
+{
+  options.services.nix-push-queue = {
+    enable = lib.mkEnableOption "nix-push-queue: push build outputs to binary caches from a durable queue";
+
+    package = lib.mkPackageOption pkgs "nix-push-queue" { };
+
+    settings = mkOption {
+      description = ''
+        Configuration, in the shape of `schema/config.schema.json` (the YAML/JSON config
+        with snake_case keys). Defaults come from the schema. Validated at build time by
+        `nix-push-queue validate`.
+      '';
+      default = { };
+      example = lib.literalExpression ''
+        {
+          targets = [{
+            name = "cache";
+            url = "s3://example-nix-cache?region=eu-west-1";
+            secret_key_file = "/etc/nix/cache-priv-key.pem";
+            public_key = "cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+          }];
+          filters.skip_signed_by = [ "cache.nixos.org-1" ];
+        }
+      '';
+      type = types.submodule {
+        freeformType = json.type;
+        options.targets = mkOption {
+          type = types.listOf targetType;
+          default = [ ];
+          description = "Where built paths are pushed. Empty: a consumer-only host (no hook, no daemon).";
+        };
+      };
+    };
+
+    configFile = mkOption {
+      type = types.path;
+      readOnly = true;
+      description = "The daemon's generated config.json (every default filled in).";
+    };
+  };
+
+  config = mkIf cfg.enable (lib.mkMerge [
+    {
+      assertions = import ./nix/checks.nix { config = filled; storeDir = builtins.storeDir; }
+        ++ [
+        {
+          assertion = config.nix.enable or true;
+          message = "services.nix-push-queue needs Nix on this system (nix.enable = true).";
+        }
+      ];
+
+      services.nix-push-queue.configFile = "${generated}/${layout.config}";
+
+      nix.settings = nixSettingsDefs;
+
+      environment.systemPackages = [ cfg.package ];
+      # Builds (and so validates) the settings even on a consumer-only host, where nothing
+      # else refers to the generated files.
+      system.checks = [ generated ];
+
+      warnings = lib.optional
+        (filled.service.user == null
+          && builtins.any (t: builtins.match "file://.*" t.url != null) filled.targets)
+        ("services.nix-push-queue: a file:// target with settings.service.user unset: the "
+          + "daemon runs as a systemd DynamicUser, whose uid owns no directory, so it can only "
+          + "write a world-writable cache directory; set settings.service.user and give that "
+          + "user the directory.");
+    }
+
+    (mkIf hasTargets {
+      systemd.packages = [ generated ];
+      # `status`, `wait`, `push` ... find the socket through the default --config path.
+      environment.etc."nix-push-queue/config.json".source = cfg.configFile;
+
+      systemd.sockets.nix-push-queue.wantedBy = [ "sockets.target" ];
+      systemd.services.nix-push-queue = {
+        # Started at boot too, not only by the socket: pending work left by a crash or a
+        # reboot resumes without waiting for the next build.
+        wantedBy = [ "multi-user.target" ];
+        # `nix copy` talks to the local nix-daemon; ssh targets need ssh.
+        path = [ config.nix.package pkgs.openssh ];
+      };
+
+      users.users = mkIf staticUser {
+        ${daemonUser} = {
+          isSystemUser = lib.mkDefault true;
+          group = lib.mkDefault daemonGroup;
+          description = "nix-push-queue daemon";
+        };
+      };
+      users.groups = lib.mkMerge [
+        (mkIf (daemonGroup != null && daemonGroup != "root") { ${daemonGroup} = { }; })
+        (mkIf (filled.queue.socket_group != null) { ${filled.queue.socket_group} = { }; })
+      ];
+
+      nix.settings.trusted-users = mkIf signsLocally [ daemonUser ];
+    })
+  ]);
+}

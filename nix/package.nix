@@ -1,0 +1,61 @@
+# The nix-push-queue package: the Python application with its CLI, tested in the build.
+{ lib, python3Packages, nix }:
+
+let
+  pyproject = builtins.fromTOML (builtins.readFile ../pyproject.toml);
+  # Only what the package and its unit tests need: editing the NixOS tests, docs or
+  # benchmarks does not rebuild it.
+  keep = [ "pyproject.toml" "README.md" "src" "schema" "tests" ];
+  root = toString ../.;
+  junk = [ "__pycache__" ".mypy_cache" ".pytest_cache" ".ruff_cache" ".hypothesis" ];
+in
+python3Packages.buildPythonApplication {
+  pname = pyproject.project.name;
+  inherit (pyproject.project) version;
+  pyproject = true;
+
+  src = lib.cleanSourceWith {
+    src = ../.;
+    filter = path: type:
+      let
+        rel = lib.removePrefix (root + "/") (toString path);
+        top = builtins.head (lib.splitString "/" rel);
+      in
+      builtins.elem top keep && !(builtins.elem (baseNameOf path) junk);
+  };
+
+  build-system = [ python3Packages.setuptools ];
+
+  dependencies = with python3Packages; [
+    jsonschema
+    jinja2
+    pyyaml
+    prometheus-client
+  ];
+
+  nativeCheckInputs = with python3Packages; [
+    pytest
+    pytest-timeout
+    hypothesis
+    # Some unit tests read .nix configs through the real nix-instantiate.
+    nix
+  ];
+
+  # The unit tests only: integration tests need nginx, sshd, a writable Nix store and
+  # network namespaces, which the build sandbox does not have (the VM tests cover them).
+  # A plain checkPhase rather than pytestCheckHook's flags, which change between releases.
+  checkPhase = ''
+    runHook preCheck
+    HOME="$TMPDIR" python -m pytest tests/unit -m "not integration and not vm" -p no:cacheprovider
+    runHook postCheck
+  '';
+
+  pythonImportsCheck = [ "nix_push_queue" ];
+
+  meta = {
+    description = pyproject.project.description;
+    license = lib.licenses.mit;
+    mainProgram = "nix-push-queue";
+    platforms = lib.platforms.linux;
+  };
+}

@@ -1,0 +1,217 @@
+"""The client side of the control ops (push, status, wait, retry, drop): one short
+connection per request to the daemon's socket, protocol.py on the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import spool, storepath
+from .errors import DaemonUnavailable, DeadLetters, NixError, ProtocolError, WaitTimeout
+from .nixcmd import nix_program
+from .protocol import (
+    MAX_LINE,
+    ChangedReply,
+    DropRequest,
+    EnqueueReply,
+    EnqueueRequest,
+    ErrorReply,
+    PingRequest,
+    Reply,
+    Request,
+    RetryRequest,
+    Source,
+    StatusReply,
+    StatusRequest,
+    TargetStats,
+    decode_reply,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "/etc/nix-push-queue/config.json"
+REQUEST_TIMEOUT = 60.0  # an enqueue of 10,000 paths commits in well under this
+CHUNK = 2000  # paths per enqueue request: far below MAX_LINE for any store path length
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a client needs to know about the daemon, usually read from its config."""
+
+    socket: str
+    store_dir: str = "/nix/store"
+    spool_dir: str | None = None
+    nix_bin_dir: str | None = None
+
+
+def endpoint(config_path: Path | None, socket_path: str | None) -> Endpoint:
+    """From the daemon's config file; `socket_path` overrides its socket. Without a config
+    file (none given and the default absent) a socket alone will do."""
+    path = config_path or Path(DEFAULT_CONFIG)
+    if config_path is None and socket_path is not None and not path.exists():
+        return Endpoint(socket_path)
+    from .config import load_config
+
+    config = load_config(path)
+    return Endpoint(socket=socket_path or config.queue.socket, store_dir=config.nix.store_dir,
+                    spool_dir=config.queue.spool_dir, nix_bin_dir=config.nix.nix_bin_dir)
+
+
+class ControlClient:
+    def __init__(self, socket_path: str, timeout: float = REQUEST_TIMEOUT) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def request(self, request: Request) -> Reply:
+        """Send one request; return its reply. ErrorReply becomes ProtocolError."""
+        line = encode(request)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(self.socket_path)
+                sock.sendall(line)
+                reply_line = _read_line(sock)
+        except (OSError, TimeoutError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise DaemonUnavailable(
+                f"no answer from the daemon on {self.socket_path}: {reason or 'timed out'}"
+            ) from exc
+        reply = decode_reply(reply_line, request.op)
+        if isinstance(reply, ErrorReply):
+            raise ProtocolError(f"the daemon refused {request.op}: {reply.message}",
+                                reply.error)
+        return reply
+
+    def ping(self) -> None:
+        self.request(PingRequest())
+
+    def enqueue(self, paths: Sequence[str], source: Source = "push") -> tuple[int, int]:
+        """(rows queued, rows skipped), over as many requests as needed."""
+        queued = skipped = 0
+        for start in range(0, len(paths), CHUNK):
+            chunk = tuple(paths[start:start + CHUNK])
+            reply = self.request(EnqueueRequest(chunk, source))
+            if isinstance(reply, EnqueueReply):
+                queued, skipped = queued + reply.queued, skipped + reply.skipped
+        return queued, skipped
+
+    def status(self) -> dict[str, TargetStats]:
+        reply = self.request(StatusRequest())
+        if not isinstance(reply, StatusReply):
+            raise ProtocolError("the daemon sent no status")
+        return dict(reply.targets)
+
+    def retry(self, target: str | None, paths: Sequence[str] | None) -> int:
+        return self._changed(RetryRequest(target, tuple(paths) if paths else None))
+
+    def drop(self, target: str | None, paths: Sequence[str] | None) -> int:
+        return self._changed(DropRequest(target, tuple(paths) if paths else None))
+
+    def _changed(self, request: Request) -> int:
+        reply = self.request(request)
+        return reply.changed if isinstance(reply, ChangedReply) else 0
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError(0, "the daemon closed the connection without a reply")
+        data += chunk
+        if len(data) > MAX_LINE:
+            raise ProtocolError("reply too large", "too_large")
+    return data
+
+
+# -- push -----------------------------------------------------------------------------------
+
+
+def store_paths(args: Sequence[str], ep: Endpoint, *, closure: bool) -> list[str]:
+    """Turn what a user typed (`./result`, a file inside a store path, a store path) into
+    store paths; with `closure`, everything they reference too."""
+    if closure:
+        argv = [nix_program("nix-store", ep.nix_bin_dir), "--query", "--requisites", *args]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+        if proc.returncode != 0:
+            raise NixError(argv, proc.returncode, proc.stderr)
+        found = [line for line in proc.stdout.splitlines() if line]
+    else:
+        found = [_top_store_path(arg, ep.store_dir) for arg in args]
+    for path in found:
+        problem = storepath.problem(path, ep.store_dir)
+        if problem is not None:
+            raise ProtocolError(f"{path}: {problem}", "bad_path")
+    return list(dict.fromkeys(found))
+
+
+def _top_store_path(arg: str, store_dir: str) -> str:
+    real = str(Path(arg).resolve()) if not arg.startswith(store_dir + "/") else arg
+    prefix = store_dir.rstrip("/") + "/"
+    if real.startswith(prefix):
+        return prefix + real[len(prefix):].split("/", 1)[0]
+    return real
+
+
+def push(client: ControlClient, paths: Sequence[str], ep: Endpoint) -> tuple[int, int, bool]:
+    """Enqueue; when the daemon is down, spool instead. Returns (queued, skipped, spooled)."""
+    try:
+        queued, skipped = client.enqueue(paths, "push")
+    except DaemonUnavailable as exc:
+        if ep.spool_dir is None:
+            raise
+        written = spool.write_spool(ep.spool_dir, list(paths))
+        log.warning("%s; wrote %d path(s) to the spool (%s); the daemon ingests them when "
+                    "it starts", exc, len(paths), written)
+        return 0, 0, True
+    return queued, skipped, False
+
+
+# -- wait -----------------------------------------------------------------------------------
+
+
+def busy(stats: dict[str, TargetStats]) -> int:
+    return sum(s.pending + s.inflight for s in stats.values())
+
+
+def wait_drained(client: ControlClient, *, timeout: float | None, poll: float = 0.5,
+                 spool_dir: str | None = None,
+                 on_poll: Callable[[dict[str, TargetStats]], None] | None = None,
+                 ) -> dict[str, TargetStats]:
+    """Block until nothing is pending or inflight (and the spool is empty). Raises
+    WaitTimeout, or DeadLetters when it drained with dead letters left."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        stats = client.status()
+        spooled = _spool_count(spool_dir)
+        if on_poll is not None:
+            on_poll(stats)
+        if busy(stats) == 0 and spooled == 0:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(f"after {timeout:g} s: {busy(stats)} path(s) still pending or "
+                              f"uploading, {spooled} spool file(s) not ingested")
+        time.sleep(poll)
+    dead = {name: s for name, s in stats.items() if s.dead}
+    if dead:
+        parts = [f"{name}: {s.dead} dead (last error: {s.last_error or '-'})"
+                 for name, s in sorted(dead.items())]
+        raise DeadLetters("queue drained with dead letters; see `nix-push-queue status`, then "
+                          "`retry` or `drop`: " + "; ".join(parts))
+    return stats
+
+
+def _spool_count(spool_dir: str | None) -> int:
+    if spool_dir is None:
+        return 0
+    try:
+        return len(spool.spool_files(spool_dir))
+    except Exception:  # unreadable to this user: the daemon's business, not ours
+        return 0

@@ -1,0 +1,129 @@
+"""Prometheus metrics of the daemon, in a registry of its own (never the global one).
+
+Queue depth is not tracked by counters that could drift: it is read from the store at each
+scrape. Everything else counts events the server and the worker report. Served over HTTP
+only when `metrics.listen` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+STATES = ("pending", "inflight", "done", "dead", "skipped")
+# `nix copy` runs take from milliseconds (file://, small paths) to an hour (upload_timeout).
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class StatsLike(Protocol):
+    """protocol.TargetStats, read-only."""
+
+    @property
+    def pending(self) -> int: ...
+    @property
+    def inflight(self) -> int: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def dead(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+    @property
+    def oldest_pending_age(self) -> float | None: ...
+
+
+class _QueueCollector(Collector):
+    """Reads queue depth per target and state from the store at scrape time."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, StatsLike]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        rows = GaugeMetricFamily("npq_queue_rows", "Queue rows by target and state",
+                                 labels=["target", "state"])
+        oldest = GaugeMetricFamily("npq_oldest_pending_age_seconds",
+                                   "Age of the oldest pending row (0 when none)",
+                                   labels=["target"])
+        try:
+            stats = self._stats()
+        except Exception:
+            # A scrape must not take the daemon down; the gap in the series shows the problem.
+            log.exception("metrics: reading queue stats failed")
+            stats = {}
+        for target, s in sorted(stats.items()):
+            for state in STATES:
+                rows.add_metric([target, state], float(getattr(s, state)))
+            oldest.add_metric([target], float(s.oldest_pending_age or 0.0))
+        yield rows
+        yield oldest
+
+
+class DaemonMetrics:
+    """Counters and histograms the server and the worker report to."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, StatsLike]] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.enqueued = Counter("npq_enqueued_paths", "Queue rows created, by source",
+                                ["source"], registry=r)
+        self.excluded = Counter("npq_excluded_paths",
+                                "Paths refused at enqueue by filters.exclude", registry=r)
+        self.requests = Counter("npq_requests", "Control requests by op and result",
+                                ["op", "result"], registry=r)
+        self.uploads = Counter("npq_uploads", "`nix copy` runs by target and result",
+                               ["target", "result"], registry=r)
+        self.uploaded_bytes = Counter("npq_uploaded_bytes",
+                                      "NAR bytes of uploaded paths (when known)", ["target"],
+                                      registry=r)
+        self.settled = Counter("npq_paths_settled",
+                               "Rows settled by outcome: done, retry, dead, gone, skipped",
+                               ["target", "outcome"], registry=r)
+        self.latency = Histogram("npq_upload_duration_seconds", "Wall time of one `nix copy`",
+                                 ["target"], buckets=LATENCY_BUCKETS, registry=r)
+        if stats is not None:
+            r.register(_QueueCollector(stats))
+        self._server: Any = None
+
+    # WorkerMetrics
+    def upload_finished(self, target: str, kind: str, paths: int, seconds: float,
+                        nbytes: int | None) -> None:
+        self.uploads.labels(target, kind).inc()
+        self.latency.labels(target).observe(seconds)
+        if nbytes:
+            self.uploaded_bytes.labels(target).inc(nbytes)
+
+    def paths_settled(self, target: str, outcome: str, count: int) -> None:
+        self.settled.labels(target, outcome).inc(count)
+
+    # server
+    def enqueue_handled(self, source: str, queued: int, excluded: int) -> None:
+        self.enqueued.labels(source).inc(queued)
+        self.excluded.inc(excluded)
+
+    def request_handled(self, op: str, result: str) -> None:
+        self.requests.labels(op, result).inc()
+
+    def serve(self, listen: str) -> None:
+        """Serve /metrics on `HOST:PORT` from a daemon thread."""
+        host, port = split_listen(listen)
+        self._server = start_http_server(port, addr=host, registry=self.registry)
+        log.info("metrics on http://%s/metrics", listen)
+
+    def close(self) -> None:
+        if isinstance(self._server, tuple):  # prometheus_client >= 0.17 returns (server, thread)
+            self._server[0].shutdown()
+            self._server[0].server_close()
+        self._server = None
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`127.0.0.1:9469` or `[::1]:9469` -> (host, port)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,306 @@
+"""The wire protocol between clients (hook, push, status, ...) and the daemon. No I/O.
+
+Unix stream socket, one JSON object per `\\n`-terminated UTF-8 line, every message carries
+`"v": 1`. See docs/protocol.md. Decoding is strict about types and limits and raises only
+errors.ProtocolError, whose `code` is what the daemon sends back; unknown extra fields are
+ignored so a newer client can talk to an older daemon within one version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from .errors import ProtocolError
+from .wire import MAX_LINE, MAX_PATHS, VERSION
+
+__all__ = [
+    "MAX_LINE",
+    "MAX_PATHS",
+    "VERSION",
+    "ChangedReply",
+    "DropRequest",
+    "EnqueueReply",
+    "EnqueueRequest",
+    "ErrorReply",
+    "OkReply",
+    "PingRequest",
+    "RetryRequest",
+    "StatusReply",
+    "StatusRequest",
+    "TargetStats",
+    "decode_reply",
+    "decode_request",
+    "encode",
+]
+
+Op = Literal["enqueue", "status", "retry", "drop", "ping"]
+Source = Literal["hook", "push", "spool"]
+ErrorCode = Literal["bad_request", "too_large", "bad_version", "bad_path", "internal"]
+OPS: tuple[str, ...] = get_args(Op)
+SOURCES: tuple[str, ...] = get_args(Source)
+ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
+
+
+@dataclass(frozen=True)
+class EnqueueRequest:
+    paths: tuple[str, ...]
+    source: Source = "push"
+    drv: str | None = None
+    op: Literal["enqueue"] = field(default="enqueue", init=False)
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    op: Literal["status"] = field(default="status", init=False)
+
+
+@dataclass(frozen=True)
+class RetryRequest:
+    """Dead letters back to pending; None means every target / every dead path."""
+
+    target: str | None = None
+    paths: tuple[str, ...] | None = None
+    op: Literal["retry"] = field(default="retry", init=False)
+
+
+@dataclass(frozen=True)
+class DropRequest:
+    target: str | None = None
+    paths: tuple[str, ...] | None = None
+    op: Literal["drop"] = field(default="drop", init=False)
+
+
+@dataclass(frozen=True)
+class PingRequest:
+    op: Literal["ping"] = field(default="ping", init=False)
+
+
+Request = EnqueueRequest | StatusRequest | RetryRequest | DropRequest | PingRequest
+
+
+@dataclass(frozen=True)
+class TargetStats:
+    """One target's queue, as `status` shows it. Ages and times are seconds (epoch for `_at`)."""
+
+    pending: int = 0
+    inflight: int = 0
+    done: int = 0
+    dead: int = 0
+    skipped: int = 0
+    oldest_pending_age: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+@dataclass(frozen=True)
+class OkReply:
+    """The reply to `ping`."""
+
+
+@dataclass(frozen=True)
+class EnqueueReply:
+    queued: int  # rows created (or revived from dead)
+    skipped: int  # paths not queued: already queued, or excluded by filters
+
+
+@dataclass(frozen=True)
+class StatusReply:
+    targets: Mapping[str, TargetStats]
+
+
+@dataclass(frozen=True)
+class ChangedReply:
+    """The reply to `retry` and `drop`."""
+
+    changed: int
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    error: ErrorCode
+    message: str
+
+
+Reply = OkReply | EnqueueReply | StatusReply | ChangedReply | ErrorReply
+Message = Request | Reply
+_REPLY_TYPES = (OkReply, EnqueueReply, StatusReply, ChangedReply, ErrorReply)
+
+
+def _request_json(msg: Request) -> dict[str, Any]:
+    out: dict[str, Any] = {"op": msg.op}
+    match msg:
+        case EnqueueRequest():
+            out.update(paths=list(msg.paths), source=msg.source)
+            if msg.drv is not None:
+                out["drv"] = msg.drv
+        case RetryRequest() | DropRequest():
+            if msg.target is not None:
+                out["target"] = msg.target
+            if msg.paths is not None:
+                out["paths"] = list(msg.paths)
+    return out
+
+
+def _reply_json(msg: Reply) -> dict[str, Any]:
+    match msg:
+        case ErrorReply():
+            return {"ok": False, "error": msg.error, "message": msg.message}
+        case EnqueueReply():
+            return {"ok": True, "queued": msg.queued, "skipped": msg.skipped}
+        case StatusReply():
+            targets = {name: _stats_json(s) for name, s in msg.targets.items()}
+            return {"ok": True, "targets": targets}
+        case ChangedReply():
+            return {"ok": True, "changed": msg.changed}
+    return {"ok": True}
+
+
+def _stats_json(s: TargetStats) -> dict[str, Any]:
+    return {
+        "pending": s.pending, "inflight": s.inflight, "done": s.done, "dead": s.dead,
+        "skipped": s.skipped, "oldest_pending_age": s.oldest_pending_age,
+        "last_error": s.last_error, "last_error_at": s.last_error_at,
+    }
+
+
+def encode(msg: Message) -> bytes:
+    """One message as a line. Raises ProtocolError (too_large) past MAX_LINE."""
+    body = _reply_json(msg) if isinstance(msg, _REPLY_TYPES) else _request_json(msg)
+    line = json.dumps({"v": VERSION, **body}, separators=(",", ":")).encode() + b"\n"
+    if len(line) > MAX_LINE:
+        raise ProtocolError(f"message of {len(line)} bytes exceeds {MAX_LINE}", "too_large")
+    return line
+
+
+def _load(line: bytes) -> dict[str, Any]:
+    """Bytes -> JSON object with the right version, or ProtocolError."""
+    if len(line) > MAX_LINE:
+        raise ProtocolError(f"line of {len(line)} bytes exceeds {MAX_LINE}", "too_large")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"not UTF-8 at byte {exc.start}") from None
+    if text.endswith("\n"):
+        text = text[:-1]
+    if "\n" in text:
+        raise ProtocolError("more than one line in a message")
+    try:
+        obj = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ProtocolError("JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+        raise ProtocolError(f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(obj).__name__}")
+    version = obj.get("v")
+    if version != VERSION or not _is_int(version):
+        raise ProtocolError(
+            f"protocol version {version!r} is not supported (this side speaks {VERSION})",
+            "bad_version", "v")
+    return obj
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _str(obj: Mapping[str, Any], key: str, *, optional: bool = False) -> str | None:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(f"field '{key}' must be a string", field=key)
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProtocolError(f"field '{key}' must be a non-negative integer", field=key)
+    return value
+
+
+def _paths(obj: Mapping[str, Any], *, optional: bool = False) -> tuple[str, ...] | None:
+    value = obj.get("paths")
+    if value is None and optional:
+        return None
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ProtocolError("field 'paths' must be a list of strings", field="paths")
+    if len(value) > MAX_PATHS:
+        raise ProtocolError(
+            f"{len(value)} paths in one message exceed {MAX_PATHS}", "too_large", "paths")
+    return tuple(value)
+
+
+def decode_request(line: bytes) -> Request:
+    """Parse one request line (with or without its newline). Raises only ProtocolError."""
+    obj = _load(line)
+    op = obj.get("op")
+    if op == "enqueue":
+        paths = _paths(obj)
+        source = obj.get("source", "push")
+        if source not in SOURCES:
+            raise ProtocolError(f"field 'source' must be one of {', '.join(SOURCES)}",
+                                field="source")
+        return EnqueueRequest(paths or (), source, _str(obj, "drv", optional=True))
+    if op == "status":
+        return StatusRequest()
+    if op in ("retry", "drop"):
+        kind = RetryRequest if op == "retry" else DropRequest
+        return kind(_str(obj, "target", optional=True), _paths(obj, optional=True))
+    if op == "ping":
+        return PingRequest()
+    if not isinstance(op, str):
+        raise ProtocolError("field 'op' must be a string", field="op")
+    raise ProtocolError(f"unknown op {op[:40]!r}", field="op")
+
+
+def decode_reply(line: bytes, op: Op) -> Reply:
+    """Parse the reply to a request of kind `op`. Raises only ProtocolError."""
+    obj = _load(line)
+    ok = obj.get("ok")
+    if ok is False:
+        code = obj.get("error")
+        return ErrorReply(code if code in ERROR_CODES else "internal",
+                          _str(obj, "message", optional=True) or "")
+    if ok is not True:
+        raise ProtocolError("field 'ok' must be true or false", field="ok")
+    if op == "enqueue":
+        return EnqueueReply(_int(obj, "queued"), _int(obj, "skipped"))
+    if op in ("retry", "drop"):
+        return ChangedReply(_int(obj, "changed"))
+    if op == "status":
+        return StatusReply(_targets(obj.get("targets")))
+    return OkReply()
+
+
+def _targets(value: object) -> dict[str, TargetStats]:
+    if not isinstance(value, dict):
+        raise ProtocolError("field 'targets' must be an object", field="targets")
+    out = {}
+    for name, s in value.items():
+        if not isinstance(s, dict):
+            raise ProtocolError(f"targets.{name} must be an object", field="targets")
+        out[name] = TargetStats(
+            **{k: _int(s, k) for k in ("pending", "inflight", "done", "dead", "skipped")},
+            oldest_pending_age=_num(s, "oldest_pending_age"),
+            last_error=_str(s, "last_error", optional=True),
+            last_error_at=_num(s, "last_error_at"),
+        )
+    return out
+
+
+def _num(obj: Mapping[str, Any], key: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"field '{key}' must be a number or null", field=key)
+    return float(value)

@@ -1,0 +1,350 @@
+"""The daemon's unix socket server: speaks protocol.py, one request then one reply per line.
+
+An `enqueue` is answered only after its rows are committed, so an `ok` is durable. Anything
+a peer sends that is malformed or too large gets an error reply and a log line, and the
+daemon keeps serving. A connection that stays idle past `idle_timeout` is closed, and past
+`max_connections` new ones are refused, so thousands of idle clients cannot exhaust it.
+
+The socket comes from systemd (socket activation: an inherited, already listening fd) or is
+bound here: a stale socket file is replaced, the parent directory created, mode and group set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import grp
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import storepath
+from .errors import DaemonError, ProtocolError
+from .filters import excluded
+from .protocol import (
+    MAX_LINE,
+    ChangedReply,
+    DropRequest,
+    EnqueueReply,
+    EnqueueRequest,
+    ErrorReply,
+    OkReply,
+    PingRequest,
+    Reply,
+    Request,
+    RetryRequest,
+    StatusReply,
+    StatusRequest,
+    decode_request,
+    encode,
+)
+from .queue.store import QueueStore
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT = 30.0  # seconds a connection may wait between requests
+MAX_CONNECTIONS = 256
+WRITE_TIMEOUT = 10.0  # a peer that does not read its reply is dropped
+CLOSE_GRACE = 5.0  # on shutdown, how long requests being handled may take to finish
+
+Offload = Callable[..., Awaitable[Any]]
+
+
+class ServerMetrics(Protocol):
+    def enqueue_handled(self, source: str, queued: int, excluded: int) -> None: ...
+
+    def request_handled(self, op: str, result: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Intake:
+    """Paths in, committed rows out: validation, exclusion, enqueue for every target.
+
+    Synchronous (it commits with fsync): the server calls it in a thread, spool ingestion
+    calls it from its own thread.
+    """
+
+    store: QueueStore
+    store_dir: str
+    targets: tuple[str, ...]
+    exclude: tuple[str, ...]
+    now: Callable[[], float]
+    metrics: ServerMetrics | None = None
+
+    def enqueue(self, paths: Sequence[str], source: str, drv: str | None = None
+                ) -> EnqueueReply:
+        """Rows created, and rows not created (already queued, or excluded by filters):
+        `queued + skipped == len(unique paths) * len(targets)`. Raises ProtocolError
+        (bad_path) naming the first path that is not a store path; nothing is queued then."""
+        unique = list(dict.fromkeys(paths))
+        for path in [*unique, *([drv] if drv is not None else [])]:
+            problem = storepath.problem(path, self.store_dir)
+            if problem is not None:
+                raise ProtocolError(f"{path[:300]!r}: {problem}", "bad_path", "paths")
+        wanted = [p for p in unique if not excluded(p, self.exclude)]
+        queued = self.store.enqueue(wanted, self.targets, self.now(), drv=drv) if wanted else 0
+        n_excluded = len(unique) - len(wanted)
+        if self.metrics is not None:
+            self.metrics.enqueue_handled(source, queued, n_excluded)
+        return EnqueueReply(queued=queued, skipped=len(unique) * len(self.targets) - queued)
+
+
+class Server:
+    def __init__(self, intake: Intake, *, notify: Callable[[], None],
+                 metrics: ServerMetrics | None = None, idle_timeout: float = IDLE_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS,
+                 offload: Offload = asyncio.to_thread) -> None:
+        self._intake = intake
+        self._notify = notify
+        self._metrics = metrics
+        self._idle_timeout = idle_timeout
+        self._max_connections = max_connections
+        self._offload = offload
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: dict[asyncio.Task[Any], bool] = {}  # task -> handling a request
+        self._closing = False
+        self._evicted = 0
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def start(self, sock: socket.socket) -> None:
+        """Serve on an already listening unix stream socket."""
+        sock.setblocking(False)
+        # asyncio listens again with its own backlog (100 by default): keep the kernel's
+        # maximum, or a burst of clients gets EAGAIN at connect and spools.
+        self._server = await asyncio.start_unix_server(self._connection, sock=sock,
+                                                       limit=MAX_LINE,
+                                                       backlog=socket.SOMAXCONN)
+
+    async def close(self) -> None:
+        """Stop accepting; drop idle connections; let requests being handled finish."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for task, busy in list(self._connections.items()):
+            if not busy:
+                task.cancel()
+        tasks = list(self._connections)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=CLOSE_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        full = len(self._connections) >= self._max_connections
+        if task is None or self._closing or (full and not self._evict_idle()):
+            log.warning("refusing a connection: %d open (max %d), all busy",
+                        len(self._connections), self._max_connections)
+            with contextlib.suppress(Exception):
+                await self._send(writer, ErrorReply("internal", "too many connections"))
+            await _close(writer)
+            return
+        self._connections[task] = False
+        try:
+            await self._serve(task, reader, writer)
+        except (ConnectionError, TimeoutError) as exc:
+            log.debug("connection ended: %s", exc)
+        finally:
+            self._connections.pop(task, None)
+            await _close(writer)
+
+    def _evict_idle(self) -> bool:
+        """Close the oldest idle connection to make room for a new one; False when every
+        connection is busy. Refusing instead would let a few hundred clients that connect
+        and say nothing push every hook to the spool for `idle_timeout`."""
+        for task, busy in self._connections.items():
+            if not busy:
+                task.cancel()
+                del self._connections[task]
+                self._evicted += 1
+                if self._evicted % 1000 == 1:
+                    log.warning("at the limit of %d connections: closed the oldest idle one "
+                                "(%d so far)", self._max_connections, self._evicted)
+                return True
+        return False
+
+    async def _serve(self, task: asyncio.Task[Any], reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        while not self._closing:
+            try:
+                line = await asyncio.wait_for(reader.readuntil(b"\n"), self._idle_timeout)
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial.strip():
+                    log.warning("request without its newline (%d bytes); ignored",
+                                len(exc.partial))
+                return
+            except asyncio.LimitOverrunError:
+                log.warning("request larger than %d bytes; closing the connection", MAX_LINE)
+                await self._send(writer, ErrorReply(
+                    "too_large", f"a request line may hold at most {MAX_LINE} bytes"))
+                return
+            except TimeoutError:
+                log.debug("closing a connection idle for %.0f s", self._idle_timeout)
+                return
+            self._connections[task] = True
+            try:
+                reply = await self.handle_line(line)
+                await self._send(writer, reply)
+            finally:
+                self._connections[task] = False
+
+    async def _send(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
+        writer.write(encode(reply))
+        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+
+    async def handle_line(self, line: bytes) -> Reply:
+        op = "?"
+        try:
+            request = decode_request(line)
+            op = request.op
+            reply = await self.handle(request)
+        except ProtocolError as exc:
+            log.warning("bad %s request: %s (%s)", op, exc, exc.code)
+            reply = ErrorReply(_code(exc.code), str(exc))
+        except Exception as exc:
+            # The daemon keeps serving; the peer learns that it was our fault, not theirs.
+            log.exception("%s request failed", op)
+            reply = ErrorReply("internal", f"{type(exc).__name__}: {exc}"[:500])
+        if self._metrics is not None:
+            self._metrics.request_handled(op, "error" if isinstance(reply, ErrorReply)
+                                          else "ok")
+        return reply
+
+    async def handle(self, request: Request) -> Reply:
+        intake, store = self._intake, self._intake.store
+        match request:
+            case EnqueueRequest():
+                reply: Reply = await self._offload(intake.enqueue, request.paths,
+                                                   request.source, request.drv)
+                if isinstance(reply, EnqueueReply) and reply.queued:
+                    self._notify()
+                return reply
+            case StatusRequest():
+                stats = await self._offload(store.stats, intake.now(), intake.targets)
+                return StatusReply(stats)
+            case RetryRequest():
+                self._check_target(request.target)
+                changed = await self._offload(store.retry_dead, request.target,
+                                              request.paths, intake.now())
+                if changed:
+                    log.info("retry: %d dead letter(s) back to pending", changed)
+                    self._notify()
+                return ChangedReply(changed)
+            case DropRequest():
+                self._check_target(request.target)
+                changed = await self._offload(store.drop_dead, request.target, request.paths)
+                if changed:
+                    log.info("drop: %d dead letter(s) deleted", changed)
+                return ChangedReply(changed)
+            case PingRequest():
+                return OkReply()
+        raise ProtocolError(f"unhandled op {request.op!r}")
+
+    def _check_target(self, target: str | None) -> None:
+        if target is not None and target not in self._intake.targets:
+            known = ", ".join(self._intake.targets) or "none"
+            raise ProtocolError(f"unknown target {target[:80]!r} (known: {known})",
+                                field="target")
+
+
+def _code(code: str) -> Any:
+    return code if code in ("bad_request", "too_large", "bad_version", "bad_path") else "internal"
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(writer.wait_closed(), WRITE_TIMEOUT)
+
+
+# -- the listening socket -------------------------------------------------------------------
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """Adopt a listening unix stream socket passed by systemd (LISTEN_FDS)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise DaemonError(f"inherited fd {fd} is not a socket: {exc.strerror}") from exc
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise DaemonError(f"inherited fd {fd} is not a unix stream socket; "
+                          "the .socket unit needs ListenStream=<path>")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.listen(socket.SOMAXCONN)
+    os.set_inheritable(fd, False)  # `nix copy` children must not hold the hook's socket
+    return sock
+
+
+def bind_socket(path: str, mode: int, group: str | None) -> socket.socket:
+    """Bind and listen on `path`: create its directory, replace a stale socket (refuse when
+    another daemon still answers on it), set permission bits and group."""
+    parent = os.path.dirname(path) or "."
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Bound with no permissions for others, then opened up: nobody can connect in between.
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(f"cannot bind {path}: {exc.strerror}") from exc
+    finally:
+        os.umask(old_umask)
+    try:
+        if group is not None:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        os.chmod(path, mode)
+    except (KeyError, OSError) as exc:
+        sock.close()
+        raise DaemonError(f"cannot set group {group!r} / mode {mode:o} on {path}: {exc}"
+                          ) from exc
+    sock.listen(socket.SOMAXCONN)
+    return sock
+
+
+def _remove_stale(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise DaemonError(f"{path} exists and is not a socket; remove it or change "
+                          "queue.socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise DaemonError(f"cannot probe {path}: {exc.strerror}") from exc
+    else:
+        raise DaemonError(f"another daemon is listening on {path}")
+    finally:
+        probe.close()
+    log.info("removing stale socket %s", path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def socket_inode(path: str) -> int:
+    return os.lstat(path).st_ino
+
+
+def unlink_socket(path: str, inode: int) -> None:
+    """Remove the socket file we bound (`inode` taken right after binding), unless another
+    process has replaced it meanwhile."""
+    with contextlib.suppress(OSError):
+        if os.lstat(path).st_ino == inode:
+            os.unlink(path)

@@ -1,0 +1,185 @@
+"""The on-disk spool: where the hook leaves paths when the daemon does not answer.
+
+Each hook run writes its own file, `<spool_dir>/<pid>-<time_ns>-<random>.spool`, one store path
+per line: written under a hidden temp name, fsync'd, renamed, directory fsync'd. Writers never
+share a file, so no locking; a reader sees whole files or none. The daemon ingests with
+`ingest_spool`: enqueue (commit) first, unlink after, so a crash in between only re-enqueues
+(enqueue is idempotent). Torn or corrupt lines are reported and skipped; the valid lines of
+the same file are kept.
+
+Writing is on the hook's path, so this module imports only os, errno and time at load; the
+reader imports what it needs when called.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+TYPE_CHECKING = False  # mypy reads this name as true; at run time `typing` stays unloaded
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from .errors import SpoolError
+
+SUFFIX = ".spool"
+_TMP_PREFIX = "."
+_TMP_SUFFIX = ".tmp"
+
+
+def write_spool(spool_dir: str | os.PathLike[str], paths: Sequence[str]) -> str:
+    """Durably write `paths` as a new spool file; returns its path.
+
+    Creates the directory (mode 0700) if missing. The file is mode 0600; when running as root
+    in a directory owned by someone else (the daemon's user), it is given to that owner so the
+    daemon can read and delete it. Raises SpoolError (disk full, read-only, permissions).
+    """
+    directory = os.fspath(spool_dir)
+    for path in paths:
+        if "\n" in path or "\0" in path or not path:
+            raise ValueError(f"not writing {path!r} to the spool: one path per line")
+    name = f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}"
+    final = os.path.join(directory, name + SUFFIX)
+    tmp = os.path.join(directory, _TMP_PREFIX + name + _TMP_SUFFIX)
+    data = "".join(p + "\n" for p in paths).encode("utf-8")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600)
+        try:
+            _give_to_dir_owner(fd, directory)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, final)
+        _fsync_dir(directory)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise _spool_error(directory, "cannot write a spool file", exc) from exc
+    return final
+
+
+def _give_to_dir_owner(fd: int, directory: str) -> None:
+    if os.geteuid() != 0:
+        return
+    st = os.stat(directory)
+    if (st.st_uid, st.st_gid) != (0, 0):
+        os.fchown(fd, st.st_uid, st.st_gid)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:  # noqa: SIM105 - contextlib would be one more import on the hook's path
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _spool_error(directory: str, what: str, exc: OSError) -> SpoolError:
+    from .errors import SpoolError
+
+    code = errno.errorcode.get(exc.errno or 0, "?")
+    hint = {
+        errno.ENOSPC: " (the disk is full)",
+        errno.EDQUOT: " (disk quota exceeded)",
+        errno.EROFS: " (the file system is read-only)",
+        errno.EACCES: f" (permission denied for uid {os.geteuid()})",
+    }.get(exc.errno or 0, "")
+    return SpoolError(directory, f"{what}: {exc.strerror or exc} [{code}]{hint}")
+
+
+# -- the daemon's side -----------------------------------------------------------------------
+
+
+def spool_files(spool_dir: str | os.PathLike[str]) -> list[str]:
+    """Complete spool files, oldest first (names start with the writer's pid, so sort by
+    mtime). A missing directory has none."""
+    directory = os.fspath(spool_dir)
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise _spool_error(directory, "cannot list the spool", exc) from exc
+    found = []
+    for entry in entries:
+        if entry.name.endswith(SUFFIX) and not entry.name.startswith(_TMP_PREFIX):
+            try:
+                found.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
+            except FileNotFoundError:
+                continue  # ingested by someone else meanwhile
+    return [path for _, path in sorted(found)]
+
+
+def parse_spool(data: bytes, store_dir: str | None) -> tuple[list[str], list[str]]:
+    """(valid paths, bad lines) of one file's content. A last line without its newline is
+    torn and counts as bad; with `store_dir`, lines that are not store paths are bad."""
+    from . import storepath
+
+    lines = data.split(b"\n")
+    tail = lines.pop()
+    good: list[str] = []
+    bad: list[str] = []
+    for raw in lines:
+        if not raw:
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(raw.decode("utf-8", "backslashreplace"))
+            continue
+        ok = (storepath.is_store_path(line, store_dir) if store_dir is not None
+              else line.startswith("/") and "\0" not in line)
+        (good if ok else bad).append(line)
+    if tail:
+        bad.append(tail.decode("utf-8", "backslashreplace"))
+    return good, bad
+
+
+def read_spool_files(spool_dir: str | os.PathLike[str], store_dir: str | None = None,
+                     ) -> Iterator[tuple[str, list[str], list[str]]]:
+    """Yield (file, valid paths, bad lines) for every complete spool file, oldest first."""
+    for file in spool_files(spool_dir):
+        try:
+            with open(file, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise _spool_error(os.fspath(spool_dir), f"cannot read {file}", exc) from exc
+        yield (file, *parse_spool(data, store_dir))
+
+
+def ingest_spool(spool_dir: str | os.PathLike[str], enqueue: Callable[[list[str]], object],
+                 store_dir: str | None = None) -> tuple[int, int, int]:
+    """Hand every spool file's paths to `enqueue` (which must commit before it returns),
+    then delete the file. Returns (files, paths, bad lines). If `enqueue` raises, that file
+    and the rest stay for the next attempt."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    files = paths = bad_lines = 0
+    for file, good, bad in read_spool_files(spool_dir, store_dir):
+        for line in bad:
+            log.warning("spool %s: skipping invalid line %r", file, line[:300])
+        if good:
+            enqueue(good)
+        try:
+            os.unlink(file)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _spool_error(os.fspath(spool_dir), f"cannot delete {file}", exc) from exc
+        files, paths, bad_lines = files + 1, paths + len(good), bad_lines + len(bad)
+    return files, paths, bad_lines

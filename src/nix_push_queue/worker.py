@@ -1,0 +1,276 @@
+"""Takes batches from the queue store and hands them to the uploader.
+
+One loop per target claims due rows (up to `queue.batch_size`, waiting `queue.batch_wait` for
+a partial batch to fill); a semaphore bounds uploads at once to `queue.workers` overall. A
+failed batch is bisected so one bad path never holds up the rest: both halves are uploaded
+right away (in the same slot, so the bound holds); a half that fails again is split further.
+When both halves of a transiently failed batch fail transiently too, the cause is most likely
+the target itself (network, cache down), so every row backs off instead of splitting down to
+single paths, which would cost 2n-1 failing `nix copy` runs per outage.
+
+Store calls are short but commit with fsync, so they run off the event loop (`offload`,
+asyncio.to_thread by default; tests pass a direct call to stay deterministic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from .clock import Clock
+from .config.model import Queue, Retry, Target
+from .queue.store import Job, QueueStore
+from .uploader import Uploader, UploadResult
+
+log = logging.getLogger(__name__)
+
+Offload = Callable[..., Awaitable[Any]]
+
+# An idle target loop wakes on enqueue, when the store's next backoff expires, and at least
+# this often as a safety net.
+POLL_INTERVAL = 1.0
+MIN_IDLE = 0.01
+
+
+class WorkerMetrics(Protocol):
+    """What the worker reports; metrics.DaemonMetrics implements it."""
+
+    def upload_finished(self, target: str, kind: str, paths: int, seconds: float,
+                        nbytes: int | None) -> None: ...
+
+    def paths_settled(self, target: str, outcome: str, count: int) -> None: ...
+
+
+def backoff_delay(policy: Retry, attempts: int, rand: float) -> float:
+    """Seconds before the next try after `attempts` failed ones (attempts >= 1)."""
+    base = min(policy.max_delay, policy.initial_delay * 2.0 ** max(0, attempts - 1))
+    return float(base * (1 + policy.jitter * rand))
+
+
+class Worker:
+    def __init__(self, store: QueueStore, uploader: Uploader, targets: Sequence[Target],
+                 queue: Queue, clock: Clock, *, metrics: WorkerMetrics | None = None,
+                 rand: Callable[[], float] = random.random,
+                 offload: Offload = asyncio.to_thread) -> None:
+        self._store = store
+        self._uploader = uploader
+        self._targets = tuple(targets)
+        self._queue = queue
+        self._clock = clock
+        self._metrics = metrics
+        self._rand = rand
+        self._offload = offload
+        self._slots = asyncio.Semaphore(queue.workers)
+        self._events = {t.name: asyncio.Event() for t in self._targets}
+        self._loops: list[asyncio.Task[None]] = []
+        self._uploads: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def notify(self, target: str | None = None) -> None:
+        """New rows were committed: wake the target's loop (all loops when None)."""
+        for name, event in self._events.items():
+            if target is None or name == target:
+                event.set()
+
+    def start(self) -> None:
+        for target in self._targets:
+            self._loops.append(asyncio.create_task(self._target_loop(target),
+                                                   name=f"worker-{target.name}"))
+
+    async def stop(self, grace: float) -> int:
+        """Stop claiming; let running uploads finish for up to `grace` seconds, then cancel
+        them (the uploader kills its `nix copy`). Every row not completed goes back to
+        pending. Returns the number of rows released."""
+        self._stopping = True
+        self.notify()
+        if self._uploads:
+            log.info("waiting up to %.0f s for %d running upload(s)", grace, len(self._uploads))
+            _, pending = await asyncio.wait(set(self._uploads), timeout=grace)
+            if pending:
+                log.warning("grace period over: cancelling %d upload(s)", len(pending))
+        for task in [*self._uploads, *self._loops]:
+            task.cancel()
+        await asyncio.gather(*self._uploads, *self._loops, return_exceptions=True)
+        # The daemon is the queue's only user, so once nothing runs every inflight row is one
+        # whose upload did not finish: back to pending, never done.
+        released: int = await self._offload(self._store.recover)
+        if released:
+            log.info("released %d unfinished row(s) back to pending", released)
+        return released
+
+    async def wait_idle(self) -> None:
+        """Return once no upload task runs (tests and `stop` use it)."""
+        while self._uploads:
+            await asyncio.wait(set(self._uploads))
+
+    # -- claiming -------------------------------------------------------------------------
+
+    async def _target_loop(self, target: Target) -> None:
+        event = self._events[target.name]
+        while not self._stopping:
+            await self._slots.acquire()
+            try:
+                event.clear()
+                jobs = [] if self._stopping else await self._claim(target)
+            except BaseException:
+                self._slots.release()
+                raise
+            if not jobs:
+                self._slots.release()
+                if not self._stopping:
+                    await self._wait_for_work(event, await self._idle_time(target))
+                continue
+            task = asyncio.create_task(self._run_batch(target, jobs))
+            self._uploads.add(task)
+            task.add_done_callback(self._uploads.discard)
+
+    async def _claim(self, target: Target) -> list[Job]:
+        size = self._queue.batch_size
+        jobs = await self._claim_some(target, size)
+        if jobs and len(jobs) < size and self._queue.batch_wait > 0:
+            await self._clock.sleep(self._queue.batch_wait)
+            jobs += await self._claim_some(target, size - len(jobs))
+        return jobs
+
+    async def _claim_some(self, target: Target, limit: int) -> list[Job]:
+        jobs: list[Job] = await self._offload(self._store.claim, target.name, limit,
+                                              self._clock.now())
+        return jobs
+
+    async def _idle_time(self, target: Target) -> float:
+        """Sleep until the next backoff expires, but look again at least every
+        POLL_INTERVAL (and never spin: MIN_IDLE)."""
+        due: float | None = await self._offload(self._store.next_due, target.name)
+        if due is None:
+            return POLL_INTERVAL
+        return max(MIN_IDLE, min(POLL_INTERVAL, due - self._clock.now()))
+
+    async def _wait_for_work(self, event: asyncio.Event, timeout: float) -> None:
+        woken = asyncio.create_task(event.wait())
+        timer = asyncio.create_task(self._clock.sleep(timeout))
+        try:
+            await asyncio.wait({woken, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            timer.cancel()
+
+    # -- uploading ------------------------------------------------------------------------
+
+    async def _run_batch(self, target: Target, jobs: list[Job]) -> None:
+        try:
+            result, rest = await self._upload(target, jobs)
+            if result.kind != "ok" and rest:
+                await self._after_failure(target, rest, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug, not an upload failure: log it and leave the rows to `stop`/`recover`
+            # would strand them inflight until restart, so put them back now.
+            log.exception("target %s: unexpected error in a batch of %d", target.name, len(jobs))
+            await self._offload(self._store.release, [j.id for j in jobs])
+        finally:
+            self._slots.release()
+
+    async def _upload(self, target: Target,
+                      jobs: Sequence[Job]) -> tuple[UploadResult, list[Job]]:
+        """One `nix copy`; settles gone, skipped and (on success) uploaded rows. Returns the
+        result and the rows still unsettled (the failed ones)."""
+        paths = [j.path for j in jobs]
+        started = self._clock.now()
+        try:
+            result = await self._uploader.upload(target, paths)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("target %s: uploader raised", target.name)
+            result = UploadResult("transient", f"uploader error: {type(exc).__name__}")
+        now = self._clock.now()
+        gone, skipped = set(result.gone), set(result.skipped)
+        rest = [j for j in jobs if j.path not in gone and j.path not in skipped]
+        if self._metrics is not None:
+            nbytes = _total_size(rest) if result.kind == "ok" else None
+            self._metrics.upload_finished(target.name, result.kind, len(paths),
+                                          now - started, nbytes)
+        await self._settle_gone_skipped(target, jobs, gone, skipped, now)
+        if result.kind == "ok":
+            if rest:
+                await self._offload(self._store.complete, [j.id for j in rest], now)
+                self._count(target, "done", len(rest))
+                log.info("target %s: uploaded %d path(s) in %.2f s", target.name, len(rest),
+                         now - started)
+            return result, []
+        return result, rest
+
+    async def _settle_gone_skipped(self, target: Target, jobs: Sequence[Job], gone: set[str],
+                                   skipped: set[str], now: float) -> None:
+        gone_ids = [j.id for j in jobs if j.path in gone]
+        if gone_ids:
+            for path in sorted(gone):
+                log.info("target %s: %s is no longer in the store (garbage-collected); "
+                         "dropped from the queue", target.name, path)
+            await self._offload(self._store.forget, gone_ids, "garbage-collected")
+            self._count(target, "gone", len(gone_ids))
+        skipped_ids = [j.id for j in jobs if j.path in skipped and j.path not in gone]
+        if skipped_ids:
+            log.info("target %s: skipped %d path(s) served by an upstream cache",
+                     target.name, len(skipped_ids))
+            await self._offload(self._store.skip, skipped_ids, "signed by an upstream key", now)
+            self._count(target, "skipped", len(skipped_ids))
+
+    async def _after_failure(self, target: Target, jobs: list[Job],
+                             result: UploadResult) -> None:
+        if len(jobs) == 1 or self._stopping:
+            await self._record_failure(target, jobs, result)
+            return
+        middle = len(jobs) // 2
+        halves = (jobs[:middle], jobs[middle:])
+        log.info("target %s: batch of %d failed (%s); splitting", target.name, len(jobs),
+                 result.kind)
+        outcomes = [await self._upload(target, half) for half in halves]
+        failed = [(rest, res) for res, rest in outcomes if res.kind != "ok" and rest]
+        outage = (result.kind == "transient" and len(failed) == 2
+                  and all(res.kind == "transient" for _, res in failed))
+        for rest, res in failed:
+            if outage:
+                await self._record_failure(target, rest, res)
+            else:
+                await self._after_failure(target, rest, res)
+
+    async def _record_failure(self, target: Target, jobs: Sequence[Job],
+                              result: UploadResult) -> None:
+        """Count one failed attempt per row: back off, or dead-letter after max_attempts (or
+        at once for a permanent failure, which no retry can fix)."""
+        now = self._clock.now()
+        policy = self._queue.retry
+        by_attempts: dict[int, list[Job]] = {}
+        for job in jobs:
+            by_attempts.setdefault(job.attempts + 1, []).append(job)
+        for attempts, group in sorted(by_attempts.items()):
+            ids = [j.id for j in group]
+            if result.kind == "permanent" or attempts >= policy.max_attempts:
+                await self._offload(self._store.fail, ids, result.message, now, None)
+                self._count(target, "dead", len(ids))
+                for job in group:
+                    log.error("target %s: %s is a dead letter after %d attempt(s): %s",
+                              target.name, job.path, attempts, result.message)
+                continue
+            delay = backoff_delay(policy, attempts, self._rand())
+            await self._offload(self._store.fail, ids, result.message, now, now + delay)
+            self._count(target, "retry", len(ids))
+            log.warning("target %s: %d path(s) failed (attempt %d/%d, %s), retry in %.1f s: %s",
+                        target.name, len(ids), attempts, policy.max_attempts, result.kind,
+                        delay, result.message)
+
+    def _count(self, target: Target, outcome: str, count: int) -> None:
+        if self._metrics is not None:
+            self._metrics.paths_settled(target.name, outcome, count)
+
+
+def _total_size(jobs: Sequence[Job]) -> int | None:
+    sizes = [j.size for j in jobs]
+    if any(s is None for s in sizes):
+        return None
+    return sum(s for s in sizes if s is not None)

@@ -1,0 +1,5 @@
+# expect: 4: : nix-instantiate failed
+let cacheDir = "/srv/cache"; in
+{
+  targets = [ { name = "cache"; url = "file://${cachedir}"; } ];
+}

@@ -1,0 +1,61 @@
+"""The VM image cache: one directory per layer and key, built atomically under a lock.
+
+Several pytest runs may share the cache (developers run the suite side by side), so building
+takes an exclusive lock per layer kind, and a layer appears under its final name only when
+complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# Layers unused for this long are removed when a newer one of the same kind is built.
+STALE_AFTER = 3600.0
+STAMP = ".last-used"
+
+
+@dataclass(frozen=True)
+class Cache:
+    root: Path
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{name}.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def touch(self, layer: Path) -> None:
+        (layer / STAMP).touch()
+
+    def prune(self, prefix: str, keep: Path) -> None:
+        now = time.time()
+        for old in self.root.glob(f"{prefix}*"):
+            stamp = old / STAMP
+            used = stamp.stat().st_mtime if stamp.exists() else 0.0
+            if old != keep and old.is_dir() and now - used > STALE_AFTER:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a scratch directory that becomes `final` only if the block succeeds."""
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

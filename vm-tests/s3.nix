@@ -1,0 +1,39 @@
+# A builder pushing to an S3 bucket on a MinIO machine, with AWS credentials handed to the
+# daemon by LoadCredential (credentials_file); substituted back over the bucket's HTTP
+# endpoint with signatures required.
+{ pkgs, lib' }:
+let c = import ./constants.nix; in
+lib'.test "s3" {
+  nodes.builder = lib'.builder {
+    targets = [
+      (lib'.target {
+        url = "s3://${c.bucket}";
+        extra = {
+          credentials_file = c.awsCredentials;
+          options = { endpoint = "http://cache:9000"; region = c.s3Region; };
+        };
+      })
+    ];
+  };
+  nodes.cache = { pkgs, ... }: {
+    services.minio = {
+      enable = true;
+      region = c.s3Region;
+      # A path outside the store, written at boot by minio-root-credentials below.
+      rootCredentialsFile = c.minioRootEnv;
+    };
+    systemd.services.minio-root-credentials = {
+      wantedBy = [ "multi-user.target" ];
+      requiredBy = [ "minio.service" ];
+      before = [ "minio.service" ];
+      unitConfig.ConditionPathExists = "!${c.minioRootEnv}";
+      serviceConfig = { Type = "oneshot"; RemainAfterExit = true; UMask = "0077"; };
+      script = ''
+        password="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        printf 'MINIO_ROOT_USER=npqroot\nMINIO_ROOT_PASSWORD=%s\n' "$password" > ${c.minioRootEnv}
+      '';
+    };
+    environment.systemPackages = [ pkgs.minio-client pkgs.curl ];
+    networking.firewall.allowedTCPPorts = [ 9000 ];
+  };
+}
