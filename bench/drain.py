@@ -114,8 +114,8 @@ def _daemon(nix: IsolatedNix, paths: list[str], target: dict[str, Any], root: Pa
         t0 = time.perf_counter()
         reply = product.request(layout.socket, {"op": "enqueue", "paths": paths,
                                                 "source": "push"})
-        if not reply.get("ok"):
-            raise product.ProductUnavailable(f"enqueue refused: {reply}")
+        if not reply.get("ok") or reply.get("queued") != len(paths):
+            raise product.ProductUnavailable(f"enqueue did not queue every path: {reply}")
         if daemon.wait_drained(timeout) is None:
             raise product.ProductUnavailable(f"queue not drained within {timeout} s")
         seconds = time.perf_counter() - t0
@@ -137,6 +137,7 @@ def _one_cache(result: BenchResult, cache: str, nix: IsolatedNix, paths: list[st
                nbytes: int, base: Callable[[str], tuple[str, Path]],
                wrap: Callable[[list[str]], list[str]], work: Path, params: Params,
                log: Callable[[str], None]) -> None:
+    work.mkdir(parents=True, exist_ok=True)
     key, pub = nix.generate_key("drain-1", work)
     rows: list[dict[str, Any]] = []
     url, cache_dir = base("single")
@@ -160,6 +161,9 @@ def _one_cache(result: BenchResult, cache: str, nix: IsolatedNix, paths: list[st
                      product.narinfo_count(cache_dir)))
     ceiling = rows[0]["seconds"]
     for row in rows:
+        if row["in_cache"] != len(paths):
+            result.notes.append(f"{cache} {row['method']}: only {row['in_cache']} of "
+                                f"{len(paths)} narinfos in the cache")
         row["vs_ceiling"] = round(row["seconds"] / ceiling, 2) if ceiling else None
         log(f"drain {cache} {row['method']}: {row['seconds']} s, {row['paths_per_s']} paths/s")
     result.rows.extend(rows)
@@ -180,7 +184,8 @@ def run_drain(workdir: Path, params: Params, log: Callable[[str], None]) -> Benc
         d.mkdir(parents=True, exist_ok=True)
         return f"file://{d}", d
 
-    _one_cache(result, "file://", nix, paths, nbytes, file_base, list, workdir, params, log)
+    _one_cache(result, "file://", nix, paths, nbytes, file_base, list, workdir / "file",
+               params, log)
     dd_secs = _dd(files, nbytes)
     result.rows.append(_row("file://", "dd conv=fsync (disk)", 0, dd_secs, nbytes, None)
                        | {"paths": None, "paths_per_s": None})
@@ -195,7 +200,7 @@ def run_drain(workdir: Path, params: Params, log: Callable[[str], None]) -> Benc
                 return f"{net.url}/{method}", net.cache_dir / method
 
             _one_cache(result, "http:// (nginx, netns)", nix, paths, nbytes, http_base,
-                       net.argv, workdir, params, log)
+                       net.argv, workdir / "http", params, log)
         finally:
             net.close()
     daemon = [r for r in result.rows if r["method"] == "nix-push-queue daemon"]

@@ -60,7 +60,7 @@ class TargetKeys:
 
 
 class UploadFailed(NpqError):
-    """A step before `nix copy` failed; carries the classification (used internally)."""
+    """A Nix command of an upload failed; carries the classification (used internally)."""
 
     def __init__(self, kind: UploadKind, message: str) -> None:
         self.kind = kind
@@ -85,6 +85,7 @@ def store_url(target: Target, keys: TargetKeys) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+_NIX_PREFIXES = ("error:", "warning:", "copying ", "these ", "this path")
 _COPIED = re.compile(r"^copying (\d+) paths", re.MULTILINE)
 _SECRET_PARAM = re.compile(r"((?:secret-key|ssh-key)=)[^&\s'\"]*")
 
@@ -103,10 +104,14 @@ def summarize(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
     if errors:
-        lines = lines[errors[-1]:]
+        start = errors[-1]
+        # Child programs (ssh) print their reason just before Nix's error line.
+        while (start > 0 and errors[-1] - start < MESSAGE_LINES // 2
+               and not lines[start - 1].startswith(_NIX_PREFIXES)):
+            start -= 1
+        lines = lines[start:]
     lines = [line for line in lines if not line.startswith(("copying ", "<", "response body"))]
-    text = " | ".join(lines[:MESSAGE_LINES])
-    return redact(text[:MESSAGE_CHARS])
+    return redact(" | ".join(lines[:MESSAGE_LINES]))[:MESSAGE_CHARS]
 
 
 _PERMANENT = (

@@ -140,7 +140,7 @@ def test_sigterm_while_uploading_marks_nothing_done_that_was_not_uploaded(
     expr = "[ " + " ".join(
         f'(builtins.derivation {{ name = "big-{i}"; system = builtins.currentSystem; '
         f'builder = "/bin/sh"; args = [ "-c" "echo {nonce} > $out; '
-        f'/usr/bin/head -c 20000000 /dev/urandom >> $out" ]; }})' for i in range(3)) + " ]"
+        f'/usr/bin/head -c 4000000 /dev/urandom >> $out" ]; }})' for i in range(3)) + " ]"
     paths = d.nix.build_expr(expr, timeout=600)
     d.start()
     wait_for(lambda: any(s == "inflight" for s, _ in d.rows().values()), what="an upload")

@@ -12,6 +12,7 @@ from nix_push_queue.nixenv import IsolatedNix
 from nix_push_queue.uploader import TargetKeys
 
 from ..fixtures.nginx import NginxCache
+from ..fixtures.sshd import SshServer
 from ..fixtures.upload import (
     SigningKey,
     build,
@@ -122,3 +123,26 @@ def test_resolved_key_path_is_used_over_configured(
     result = upload(config, nix, [path], keys={"file": TargetKeys(secret_key=str(moved))})
     assert result.kind == "ok", result.message
     assert any(s.startswith("test-cache-1:") for s in narinfo_sigs(nix, url, path))
+
+
+def test_ssh_key_parameter_and_ssh_failures(
+        nix: IsolatedNix, signing_key: SigningKey, sshd: SshServer) -> None:
+    sshd.trust(signing_key.public)
+    path = build(nix, "sshkey").path
+    env = sshd.client_env(with_key=False)  # ssh itself knows no identity
+    no_key = make_config(target_doc("remote", sshd.url("ssh-ng"), signing_key))
+    refused = upload(no_key, nix, [path], env=env)
+    assert refused.kind == "permanent", refused.message
+    assert "permission denied" in refused.message.lower()
+
+    with_key = make_config(target_doc("remote", sshd.url("ssh-ng"), signing_key,
+                                      ssh_key_file=str(sshd.client_key)))
+    result = upload(with_key, nix, [path], env=env)
+    assert result.kind == "ok", result.message
+    assert narinfo_sigs(nix, sshd.remote_store, path)
+
+    sshd.stop()
+    other = build(nix, "sshdown").path
+    down = upload(with_key, nix, [other], env=env)
+    assert down.kind == "transient", down.message
+    assert "ssh-key=<redacted>" in down.message or "ssh-key" not in down.message

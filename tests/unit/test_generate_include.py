@@ -89,7 +89,7 @@ def test_fragment_path_nix_cannot_read_is_refused(tmp_path: Path) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30),
+@given(st.lists(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30),
                 max_size=6), st.booleans())
 def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, lines: list[str],
                              final_newline: bool) -> None:

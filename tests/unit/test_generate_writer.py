@@ -10,8 +10,7 @@ import pytest
 
 from nix_push_queue.config import load_document
 from nix_push_queue.errors import OutputError
-from nix_push_queue.generate import GenerateOptions, GeneratedFile, generate_files
-from nix_push_queue.generate import writer as writer_module
+from nix_push_queue.generate import GeneratedFile, GenerateOptions, generate_files
 from nix_push_queue.generate.writer import MANIFEST, write_tree
 
 SERVICE = "etc/systemd/system/nix-push-queue.service"
@@ -60,7 +59,7 @@ def test_refuses_foreign_file_and_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
     (tmp_path / SERVICE).write_text("[Service]\nExecStart=/bin/mine\n")
     before = snapshot(tmp_path)
-    with pytest.raises(OutputError, match="did not write.*--force"):
+    with pytest.raises(OutputError, match=r"did not write.*--force"):
         write_tree(tmp_path, _files())
     assert snapshot(tmp_path) == before
     write_tree(tmp_path, _files(), force=True)
@@ -70,7 +69,7 @@ def test_refuses_foreign_file_and_writes_nothing(tmp_path: Path) -> None:
 def test_edited_json_config_is_no_longer_ours(tmp_path: Path) -> None:
     write_tree(tmp_path, _files())
     (tmp_path / CONFIG_JSON).write_text('{"edited": true}\n')
-    with pytest.raises(OutputError, match="config.json"):
+    with pytest.raises(OutputError, match=r"config\.json"):
         write_tree(tmp_path, _files(queue={"workers": 3}))
     assert (tmp_path / CONFIG_JSON).read_text() == '{"edited": true}\n'
 
@@ -108,7 +107,7 @@ def test_failure_while_moving_into_place_restores_old_tree(
             raise OSError(28, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(writer_module.os, "replace", flaky_replace)
+    monkeypatch.setattr(os, "replace", flaky_replace)
     with pytest.raises(OutputError, match="No space left"):
         write_tree(tmp_path, _files(queue={"workers": 5}, hook={"enable": False}))
     monkeypatch.undo()

@@ -76,6 +76,15 @@ def test_summarize_keeps_the_error_not_the_progress() -> None:
                                  "HTTP error 503")
 
 
+def test_summarize_keeps_the_reason_ssh_gave() -> None:
+    stderr = ("copying 1 paths...\nroot@127.0.0.1: Permission denied (publickey).\n"
+              "error: cannot open connection to remote store 'ssh-ng://127.0.0.1': "
+              "error: unexpected end-of-file\n")
+    assert summarize(stderr) == (
+        "root@127.0.0.1: Permission denied (publickey). | error: cannot open connection to "
+        "remote store 'ssh-ng://127.0.0.1': error: unexpected end-of-file")
+
+
 def _result(stderr: str, code: int = 1, timed_out: bool = False) -> nixcmd.CmdResult:
     return nixcmd.CmdResult(("nix",), code, "", stderr, timed_out)
 

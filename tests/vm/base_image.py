@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import Cache, atomic_dir
+from .cache import Cache, ImageError, atomic_dir, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +77,25 @@ def ensure_base(cache: Cache) -> BaseImage:
 def _build(out: Path, debs: Path) -> None:
     root = out / "root"
     debs.mkdir(parents=True, exist_ok=True)
+    argv = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
+            f"--include={','.join(PACKAGES)}", SUITE, str(root), MIRROR]
     try:
-        _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-              f"--include={','.join(PACKAGES)}", SUITE, str(root), MIRROR], timeout=1800)
+        run_tool(argv, timeout=1800)
+    except ImageError as exc:
+        # debootstrap's own message names a log; its tail is what says what went wrong.
+        details = root / "debootstrap" / "debootstrap.log"
+        text = details.read_text(errors="replace") if details.exists() else ""
+        raise ImageError(argv, exc.returncode, f"{exc}\n{text}") from None
     finally:
         _unmount_below(root)
     _configure(root)
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     if len(kernels) != 1:
-        raise RuntimeError(f"expected one kernel in the image, found {kernels}")
+        raise ImageError(["debootstrap"], 0, f"expected one kernel in the image: {kernels}")
     version = kernels[0].name.removeprefix("vmlinuz-")
     shutil.copy2(kernels[0], out / "vmlinuz")
     shutil.copy2(root / "boot" / f"initrd.img-{version}", out / "initrd.img")
-    _run(["mke2fs", "-q", "-t", "ext4", "-L", "npqroot", "-d", str(root), "-F",
+    run_tool(["mke2fs", "-q", "-t", "ext4", "-L", "npqroot", "-d", str(root), "-F",
           str(out / "disk.raw"), DISK_SIZE], timeout=900)
     shutil.rmtree(root)
 
@@ -99,6 +105,10 @@ def _configure(root: Path) -> None:
     (etc / "hostname").write_text("npq-vm\n")
     (etc / "hosts").write_text("127.0.0.1 localhost\n127.0.1.1 npq-vm\n::1 localhost\n")
     (etc / "fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    # The user's own nix.conf (uninstall must give it back byte for byte) on a machine without
+    # network: no default cache, or every build first waits on cache.nixos.org.
+    with open(etc / "nix/nix.conf", "a") as conf:
+        conf.write("\n# This machine is offline.\nsubstituters =\n")
     lib = root / "usr/local/lib/npq-test"
     lib.mkdir(parents=True, exist_ok=True)
     shutil.copy2(GUEST / "backdoor.py", lib / "backdoor.py")
@@ -122,7 +132,7 @@ def _configure(root: Path) -> None:
 
 
 def _chroot(root: Path, *argv: str) -> None:
-    _run(["chroot", str(root), *argv], timeout=120)
+    run_tool(["chroot", str(root), *argv], timeout=120)
 
 
 def _unmount_below(root: Path) -> None:
@@ -131,9 +141,3 @@ def _unmount_below(root: Path) -> None:
     for mnt in sorted((m for m in mounts if m.startswith(prefix)), reverse=True):
         subprocess.run(["umount", "-l", mnt], check=False)
 
-
-def _run(argv: list[str], *, timeout: float) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
-        raise RuntimeError(f"{' '.join(argv[:3])} ... exited {proc.returncode}:\n{tail}")

@@ -11,10 +11,13 @@ import contextlib
 import fcntl
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from nix_push_queue.errors import NpqError
 
 # Layers unused for this long are removed when a newer one of the same kind is built.
 STALE_AFTER = 3600.0
@@ -59,3 +62,19 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ImageError(NpqError):
+    """A tool building a VM image failed; carries its command and the end of its output."""
+
+    def __init__(self, argv: list[str], returncode: int, output: str) -> None:
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        tail = "\n".join(output.strip().splitlines()[-20:])
+        super().__init__(f"{' '.join(argv[:4])} ... exited {returncode}:\n{tail}")
+
+
+def run_tool(argv: list[str], *, timeout: float) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise ImageError(argv, proc.returncode, proc.stdout + proc.stderr)

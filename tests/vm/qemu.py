@@ -215,7 +215,7 @@ class Machine:
         return int(reply["rc"]), out, err
 
     def _journal(self, unit: str) -> str:
-        rc, out = self.execute(f"journalctl --no-pager -n 40 -u {shlex.quote(unit)}", 60)
+        _rc, out = self.execute(f"journalctl --no-pager -n 40 -u {shlex.quote(unit)}", 60)
         return out
 
     def _qemu_argv(self, backdoor: Path) -> list[str]:

@@ -116,7 +116,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if keyword == "pattern":
         return f"{error.instance!r} has the wrong form"
     if keyword == "type":
-        wanted = error.validator_value
+        wanted: Any = error.validator_value
         names = [wanted] if isinstance(wanted, str) else list(wanted)
         expected = " or ".join(_TYPE_WORDS.get(n, n) for n in names)
         return f"expected {expected}, found {_kind(error.instance)}"

@@ -15,6 +15,7 @@ claim and stats are index lookups, also with 100,000 rows.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -80,12 +81,13 @@ class QueueStore:
         self.path = Path(db_path)
         self._lock = threading.Lock()
         try:
+            _private_file(self.path)
             self._conn = sqlite3.connect(self.path, timeout=busy_timeout,
                                          isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise QueueError(f"queue {self.path}: cannot open: {exc}") from exc
         self._migrate()
 
@@ -282,6 +284,19 @@ class QueueStore:
             return list(self._conn.execute(
                 "SELECT path, target, state, attempts FROM jobs"
                 " WHERE ?1 IS NULL OR target = ?1 ORDER BY id", (target,)))
+
+
+def _private_file(path: Path) -> None:
+    """Create the database 0600 (SQLite gives its -wal and -shm files the same mode) whatever
+    the umask, and take read access from others on an existing one: the queue names every
+    build and its errors, and a state directory may be created world-readable by hand."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        mode = os.fstat(fd).st_mode & 0o777
+        if mode & 0o007:
+            os.fchmod(fd, mode & ~0o007)
+    finally:
+        os.close(fd)
 
 
 def _each_dead(conn: sqlite3.Connection, sql: str, target: str | None,

@@ -1,0 +1,118 @@
+"""systemd integration with real tools (socket activation through systemd-socket-activate,
+sd_notify), the control verbs as a user runs them, and the metrics endpoint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nix_push_queue.nixenv import text_derivation
+from tests.fixtures.daemon import DaemonHarness
+
+pytestmark = pytest.mark.integration
+
+Factory = Callable[..., DaemonHarness]
+
+
+def test_socket_activation(npq_daemon_factory: Factory) -> None:
+    activate = shutil.which("systemd-socket-activate")
+    if activate is None:
+        pytest.fail("systemd-socket-activate missing; scripts/bootstrap.sh installs systemd")
+    d = npq_daemon_factory()
+    # systemd-socket-activate binds the socket, waits for the first connection, then execs
+    # the daemon with LISTEN_FDS=1 / LISTEN_PID; only variables named with -E pass through.
+    passed = [arg for name in [*d.env(), "NOTIFY_SOCKET"] for arg in ("-E", name)]
+    d.start(argv_prefix=[activate, "-l", d.socket_path, *passed], wait_ready=False)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(d.socket_path):
+        assert time.monotonic() < deadline and d.running, d.log_text()
+        time.sleep(0.02)
+    assert "READY=1" not in d.read_notifications()  # nothing runs before a client comes
+    path = d.build("activated", uuid.uuid4().hex)  # the hook's connection starts the daemon
+    d.wait_ready()
+    assert not list(d.spool_dir.glob("*.spool")), "the hook spooled instead of being served"
+    d.wait_drained(timeout=120)
+    d.assert_signed(path)
+    assert "using the socket passed by systemd (fd 3)" in d.log_text()
+    assert d.stop() == 0
+    assert "STOPPING=1" in d.read_notifications()
+    # The socket belongs to systemd: the daemon must not remove it.
+    assert os.path.exists(d.socket_path)
+
+
+def test_notify_status_and_own_socket_cleanup(npq_daemon_factory: Factory) -> None:
+    d = npq_daemon_factory(queue={"socket_mode": "0600"})
+    d.start()
+    assert os.stat(d.socket_path).st_mode & 0o777 == 0o600
+    messages = d.read_notifications()
+    assert any(m.startswith("STATUS=0 pending") for m in messages), messages
+    assert d.stop() == 0
+    assert "STOPPING=1" in d.read_notifications()
+    assert not os.path.exists(d.socket_path)
+
+
+def test_push_closure_wait_status_and_spool_fallback(npq_daemon_factory: Factory) -> None:
+    d = npq_daemon_factory(hook=False)
+    nonce = uuid.uuid4().hex
+    dep_expr = text_derivation("pushed-dep", f"dep {nonce}")
+    top = d.build("pushed-top", f"top {nonce}", deps=(f"({dep_expr})",))
+    dep = d.nix.build_expr(dep_expr)[0]
+    link = d.root / "result"
+    link.symlink_to(top)
+
+    # daemon down: push falls back to the spool, with a warning, and succeeds
+    down = d.cli("push", str(link))
+    assert "spooled 1 path(s)" in down.stdout
+    assert "no answer from the daemon" in down.stderr
+    assert len(list(d.spool_dir.glob("*.spool"))) == 1
+
+    d.start()
+    pushed = d.cli("push", "--closure", "--wait", "--timeout", "120", str(link))
+    assert "queue empty" in pushed.stdout
+    d.assert_signed(top)
+    d.assert_signed(dep)
+    d.assert_substitutable(top, dep)
+    text = d.cli("status").stdout
+    assert text.splitlines()[0].split() == ["TARGET", "PENDING", "UPLOADING", "DONE", "DEAD",
+                                            "SKIPPED", "OLDEST"]
+    assert text.splitlines()[1].split()[:5] == ["local", "0", "0", "2", "0"]
+    bad = d.cli("push", "/etc/passwd", check=False)
+    assert bad.returncode != 0 and "not inside the store" in bad.stderr
+
+
+def test_wait_times_out_when_the_queue_cannot_drain(npq_daemon_factory: Factory,
+                                                    tmp_path: Path) -> None:
+    d = npq_daemon_factory(hook=False, queue={"retry": {"initial_delay": 30, "max_delay": 60}})
+    path = d.build("stuck", uuid.uuid4().hex)
+    d.cache_dir.rmdir()
+    d.cache_dir.write_text("a file where the cache directory should be")
+    d.start()
+    d.cli("push", str(path))
+    proc = d.cli("wait", "--timeout", "2", check=False)
+    assert proc.returncode == 9, proc.stderr  # WaitTimeout
+    assert "still pending" in proc.stderr
+
+
+def test_metrics_endpoint(npq_daemon_factory: Factory) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    d = npq_daemon_factory(metrics={"listen": f"127.0.0.1:{port}"})
+    d.start()
+    d.build("measured", uuid.uuid4().hex)
+    d.wait_drained(timeout=120)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as reply:
+        body = reply.read().decode()
+    assert 'npq_queue_rows{state="done",target="local"} 1.0' in body
+    assert 'npq_uploads_total{result="ok",target="local"} 1.0' in body
+    assert 'npq_enqueued_paths_total{source="hook"} 1.0' in body
+    assert 'npq_upload_duration_seconds_count{target="local"} 1.0' in body
+    assert str(d.secret_key) not in body

@@ -1,0 +1,125 @@
+"""The project layer of the test VM, and per-run overlays.
+
+The project layer is a qcow2 overlay on the base disk (base_image.py) into which the project
+is installed by booting the VM and running the install guide's own step
+(docs/non-nixos.md, `vm-step: install`) on a wheelhouse built here with `pip wheel` and handed
+to the guest as a second, read-only disk. It is cached under a key that hashes the base key,
+the project's sources, the guide's step and this module, so a code change rebuilds only this
+layer. Each test run boots a throwaway overlay on top, so the cached layers stay clean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import doc
+from .base_image import BaseImage
+from .cache import Cache, atomic_dir, run_tool
+from .qemu import Drive, Machine, VmSpec
+
+log = logging.getLogger(__name__)
+
+# What the wheel is built from; everything else in the repository does not reach the guest.
+PROJECT_FILES = ("pyproject.toml", "README.md")
+PROJECT_TREES = ("src",)
+WHEEL_MOUNT = "/mnt/npq"
+
+
+@dataclass(frozen=True)
+class ProjectImage:
+    key: str
+    base: BaseImage
+    disk: Path  # qcow2 backed by base.disk
+    build_seconds: float | None  # None: taken from the cache
+
+
+def _project_sources(repo: Path) -> list[Path]:
+    files = [repo / f for f in PROJECT_FILES]
+    for tree in PROJECT_TREES:
+        files += sorted(
+            p for p in (repo / tree).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+            and not any(part.endswith(".egg-info") for part in p.parts)
+        )
+    return files
+
+
+def project_key(base: BaseImage, repo: Path) -> str:
+    h = hashlib.sha256(base.key.encode() + b"\0")
+    for f in _project_sources(repo):
+        h.update(str(f.relative_to(repo)).encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(doc.step("install").encode())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def ensure_project(cache: Cache, base: BaseImage, repo: Path) -> ProjectImage:
+    key = project_key(base, repo)
+    seconds: float | None = None
+    with cache.lock("project"):
+        final = cache.root / f"project-{key}"
+        if not (final / "disk.qcow2").exists():
+            log.info("building project layer %s", key)
+            started = time.monotonic()
+            with atomic_dir(final) as tmp:
+                _build(tmp, base, repo)
+            seconds = time.monotonic() - started
+            cache.prune("project-", keep=final)
+        cache.touch(final)
+    return ProjectImage(key, base, final / "disk.qcow2", seconds)
+
+
+def overlay(backing: Path, path: Path) -> Path:
+    """A fresh qcow2 disk whose unwritten blocks read from `backing`."""
+    fmt = "raw" if backing.suffix == ".raw" else "qcow2"
+    run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", fmt,
+          str(path)], timeout=60)
+    return path
+
+
+def _build(out: Path, base: BaseImage, repo: Path) -> None:
+    wheel_root = out / "wheeldisk"
+    wheelhouse(repo, wheel_root / "wheels", out / "src")
+    size_kib = sum(p.stat().st_size for p in wheel_root.rglob("*") if p.is_file()) // 1024
+    wheels_img = out / "wheels.img"
+    run_tool(["mke2fs", "-q", "-t", "ext4", "-d", str(wheel_root), "-F", str(wheels_img),
+          f"{size_kib * 2 + 16384}k"], timeout=120)
+    disk = overlay(base.disk, out / "disk.qcow2")
+    machine = Machine(VmSpec(
+        name="install", kernel=base.kernel, initrd=base.initrd, state_dir=out / "log",
+        drives=(Drive(disk, "qcow2"), Drive(wheels_img, "raw", read_only=True)),
+    ))
+    try:
+        machine.start()
+        machine.succeed(f"mkdir -p {WHEEL_MOUNT} && mount -o ro /dev/vdb {WHEEL_MOUNT}")
+        machine.succeed(f"cd {WHEEL_MOUNT} && {doc.step('install')}", timeout=1200)
+        machine.succeed(f"umount {WHEEL_MOUNT} && rmdir {WHEEL_MOUNT}")
+        machine.shutdown()
+    finally:
+        machine.release()
+    for scratch in (wheel_root, wheels_img, out / "src"):
+        if scratch.is_dir():
+            shutil.rmtree(scratch)
+        else:
+            scratch.unlink()
+
+
+def wheelhouse(repo: Path, wheels: Path, scratch: Path) -> None:
+    """The project's wheel and its dependencies', as the guide's `pip wheel` step makes them.
+
+    Built from a copy of the sources so nothing (build/, *.egg-info) lands in the checkout.
+    """
+    for f in _project_sources(repo):
+        dest = scratch / f.relative_to(repo)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dest)
+    wheels.mkdir(parents=True)
+    run_tool([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
+          str(scratch)], timeout=900)
+
