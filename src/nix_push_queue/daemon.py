@@ -24,10 +24,11 @@ from . import spool
 from .clock import RealClock
 from .config.model import Config, Target
 from .errors import DaemonError, NpqError
+from .listen import bind_socket, inherited_socket, socket_inode, unlink_socket
 from .metrics import DaemonMetrics
 from .protocol import TargetStats
 from .queue.store import QueueStore
-from .server import Intake, Server, bind_socket, inherited_socket, socket_inode, unlink_socket
+from .server import Intake, Server
 from .uploader import NixCopyUploader, TargetKeys
 from .worker import Worker
 

@@ -115,9 +115,15 @@ class Worker:
             try:
                 event.clear()
                 jobs = [] if self._stopping else await self._claim(target)
-            except BaseException:
+            except asyncio.CancelledError:
                 self._slots.release()
                 raise
+            except Exception:
+                # E.g. the database is briefly unusable: keep the loop alive and try again.
+                self._slots.release()
+                log.exception("target %s: claiming from the queue failed", target.name)
+                await self._clock.sleep(POLL_INTERVAL)
+                continue
             if not jobs:
                 self._slots.release()
                 if not self._stopping:
@@ -167,10 +173,14 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A bug, not an upload failure: log it and leave the rows to `stop`/`recover`
-            # would strand them inflight until restart, so put them back now.
+            # A bug, not an upload failure. Leaving the rows inflight would strand them until
+            # a restart, so put them back now.
             log.exception("target %s: unexpected error in a batch of %d", target.name, len(jobs))
-            await self._offload(self._store.release, [j.id for j in jobs])
+            try:
+                await self._offload(self._store.release, [j.id for j in jobs])
+            except Exception:
+                log.exception("target %s: releasing the batch failed; a restart recovers it",
+                              target.name)
         finally:
             self._slots.release()
 

@@ -126,12 +126,12 @@ class Outcome:
 
 
 def audit(d: DaemonHarness, enqueued: Iterable[str], *, target: str = "local",
-          cache_dir: Path | None = None) -> Outcome:
+          cache_dir: Path | None = None, public_key: str | None = None) -> Outcome:
     """Where every enqueued path ended up. Needs the daemon running (for `status`)."""
     wanted = set(enqueued)
     rows = db_rows(d.state_dir)
     store = d.config["nix"]["store_dir"]
-    key_name = d.public_key.split(":", 1)[0]
+    key_name = (public_key or d.public_key).split(":", 1)[0]
     uploaded = cached_paths(cache_dir or d.cache_dir, key_name) & wanted
     dead = {r.path: r.last_error or "" for r in rows
             if r.target == target and r.state == "dead" and r.path in wanted}

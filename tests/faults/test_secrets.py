@@ -100,7 +100,9 @@ def test_keys_from_credentials_never_leak(npq_daemon_factory: Any, tmp_path: Pat
     assert not leaks, leaks
     # The errors still say what is wrong, without the key.
     assert "redacted" in outputs["daemon log"] or "secret-key" not in outputs["daemon log"]
-    outcome = audit(d, paths)
+    outcome = audit(d, paths, cache_dir=probe.cache_dir, public_key=probe.public_key)
+    assert not outcome.lost
+    print("measured: last errors:", {t: s["last_error"] for t, s in status.items()})
     FIGURES.record(row("secrets: 3 targets, 2 failing", outcome, faults=2,
                        enqueued=len(paths), seconds=0.0))
 

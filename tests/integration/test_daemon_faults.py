@@ -52,12 +52,12 @@ def test_kill_9_during_uploads_loses_nothing(npq_daemon_factory: Factory) -> Non
     nonce = uuid.uuid4().hex
     paths = d.build_many("crash", 60, nonce)  # spooled: the daemon is not running yet
     rng = random.Random(nonce)
-    kills = []
+    kills: list[int] = []
     for _ in range(3):
         d.start()
         # kill at a random moment while uploads are under way
-        target = rng.randint(5, 15) + sum(kills)
-        wait_for(lambda t=target: _narinfos(d) >= min(t, len(paths)), what="uploads")
+        goal = min(rng.randint(5, 15) + (kills[-1] if kills else 0), len(paths))
+        wait_for(lambda: _narinfos(d) >= goal, what="uploads")  # noqa: B023
         time.sleep(rng.uniform(0, 0.3))
         d.kill()
         kills.append(_narinfos(d))

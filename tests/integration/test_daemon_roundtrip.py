@@ -30,3 +30,21 @@ def test_build_is_pushed_signed_and_substitutable(npq_daemon: DaemonHarness) -> 
     assert stats["done"] >= 2 and stats["pending"] == 0 and stats["dead"] == 0
     print(f"measured: first build {built - started:.2f} s, second build + drain "
           f"{drained - built:.2f} s")
+
+
+def test_latency_from_build_end_to_narinfo(npq_daemon: DaemonHarness) -> None:
+    """Measured, not asserted: nix-build returns after its hook ran, so this is the
+    daemon's share (batch_wait 0.05 s in the fixture + one `nix copy`)."""
+    nonce = uuid.uuid4().hex
+    latencies = []
+    for i in range(5):
+        path = npq_daemon.build(f"latency-{i}", f"{nonce} {i}")
+        built = time.monotonic()
+        deadline = built + 120
+        while not npq_daemon.narinfo(path).exists():
+            assert time.monotonic() < deadline, npq_daemon.log_text()
+            time.sleep(0.005)
+        latencies.append(time.monotonic() - built)
+    npq_daemon.assert_signed(path)
+    print("measured: build end -> narinfo present: "
+          + ", ".join(f"{s * 1000:.0f} ms" for s in latencies))

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from nix_push_queue.errors import DaemonError
+from nix_push_queue.listen import bind_socket, inherited_socket
 from nix_push_queue.protocol import MAX_LINE
 from nix_push_queue.queue.store import QueueStore
-from nix_push_queue.server import Intake, Server, bind_socket, inherited_socket
+from nix_push_queue.server import Intake, Server
 
 STORE = "/nix/store"
 
@@ -147,20 +148,45 @@ def test_idle_connections_are_closed(store: QueueStore, sock_dir: Path) -> None:
     serve(store, sock_dir, scenario, idle_timeout=0.2)
 
 
-def test_connection_limit(store: QueueStore, sock_dir: Path) -> None:
+def test_connection_limit_evicts_idle_refuses_when_all_busy(store: QueueStore,
+                                                            sock_dir: Path) -> None:
+    gate = asyncio.Event()
+
+    async def blocked(fn: Callable[..., Any], *args: Any) -> Any:
+        await gate.wait()  # every request stays "being handled" until the gate opens
+        return fn(*args)
+
     async def scenario(server: Server, connect: Any, woken: list[str]) -> None:
         held = [await connect() for _ in range(3)]
         for c in held:
             assert (await c.req(op="ping"))["ok"] is True
-        # Full of idle connections: the oldest is closed to make room for the new one.
-        extra = await connect()
-        assert (await extra.req(op="ping"))["ok"] is True
-        assert await asyncio.wait_for(held[0].reader.readline(), 10) == b""
-        assert server.connections == 3
-        for c in [*held, extra]:
+        # at the limit, all idle: the oldest idle one is closed for the newcomer
+        newcomer = await connect()
+        assert (await newcomer.req(op="ping"))["ok"] is True
+        assert await asyncio.wait_for(held[0].reader.read(), 10) == b""
+        for c in [*held, newcomer]:
             c.close()
+        for _ in range(200):
+            if server.connections == 0:
+                break
+            await asyncio.sleep(0.01)
+        # all busy: a fourth connection is refused, and the busy ones still get replies
+        busy = [await connect() for _ in range(3)]
+        for c in busy:
+            c.writer.write(b'{"v":1,"op":"status"}\n')
+            await c.writer.drain()
+        await asyncio.sleep(0.2)
+        refused = await connect()
+        line = await asyncio.wait_for(refused.reader.readline(), 10)
+        assert json.loads(line)["message"] == "too many connections"
+        gate.set()
+        for c in busy:
+            reply = json.loads(await asyncio.wait_for(c.reader.readline(), 10))
+            assert reply["ok"] is True
+            c.close()
+        refused.close()
 
-    serve(store, sock_dir, scenario, max_connections=3)
+    serve(store, sock_dir, scenario, max_connections=3, offload=blocked)
 
 
 def test_status_retry_drop(store: QueueStore, sock_dir: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
 
 from scenarios import steps
 
@@ -72,18 +71,15 @@ def install(machine: Machine) -> None:
     machine.succeed(doc.step("apply"), timeout=600)
 
 
-@dataclass
 class GuestService:
     """A service inside a VM, seen as a "cache machine" by vm-tests/scenarios: shutdown and
     start stop and start the unit; it is not enabled, so it stays down across a reboot of
     the VM until started."""
 
-    vm: Machine
-    unit: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.vm.name}:{self.unit}"
+    def __init__(self, vm: Machine, unit: str) -> None:
+        self.vm = vm
+        self.unit = unit
+        self.name = f"{vm.name}:{unit}"
 
     def succeed(self, *commands: str, timeout: int | None = None) -> str:
         return self.vm.succeed(*commands, timeout=timeout)

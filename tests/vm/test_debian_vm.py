@@ -12,7 +12,6 @@ import base64
 import shlex
 
 import pytest
-
 from scenarios import crash, file_cache, steps
 
 from . import doc

@@ -87,6 +87,10 @@ def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str)
     verb = "would " if args.dry_run else ""
     for change in changes:
         print(f"{verb}{change.action:9} {args.out / change.path}")
+    if not args.dry_run and any(c.path.endswith((".service", ".socket"))
+                                and c.action != "unchanged" for c in changes):
+        print("units changed: run `systemctl daemon-reload`, then "
+              "`systemctl enable --now nix-push-queue.socket nix-push-queue.service`")
     if args.include_into is not None:
         if args.dry_run:
             print(f"would include {fragment} from {args.include_into}")

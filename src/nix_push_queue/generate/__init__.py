@@ -64,7 +64,6 @@ class GenerateOptions:
         return Paths(
             executable=self.executable,
             config=self.config_path or self.installed(DAEMON_CONFIG),
-            fragment=self.installed(FRAGMENT),
             hook=self.installed(HOOK),
         )
 

@@ -64,7 +64,6 @@ class Paths:
 
     executable: str
     config: str
-    fragment: str
     hook: str
 
 
