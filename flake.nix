@@ -6,7 +6,10 @@
   outputs = { self, nixpkgs }:
     let
       systems = [ "x86_64-linux" "aarch64-linux" ];
-      forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+      # f gets the system name too: `pkgs.system` is deprecated in nixpkgs (an evaluation
+      # warning since late 2025; pkgs.stdenv.hostPlatform.system is the replacement).
+      forAllSystems = f: nixpkgs.lib.genAttrs systems
+        (system: f { inherit system; pkgs = nixpkgs.legacyPackages.${system}; });
     in
     {
       overlays.default = final: _prev: {
@@ -21,30 +24,31 @@
           lib.mkDefault (pkgs.nix-push-queue or (pkgs.callPackage ./nix/package.nix { }));
       };
 
-      packages = forAllSystems (pkgs: rec {
+      packages = forAllSystems ({ pkgs, ... }: rec {
         nix-push-queue = pkgs.callPackage ./nix/package.nix { };
         default = nix-push-queue;
       });
 
-      apps = forAllSystems (pkgs: {
+      apps = forAllSystems ({ system, ... }: {
         default = {
           type = "app";
-          program = nixpkgs.lib.getExe self.packages.${pkgs.system}.default;
+          program = nixpkgs.lib.getExe self.packages.${system}.default;
+          meta.description = "nix-push-queue command line";
         };
       });
 
       # `nix flake check -L` builds the package (with its unit tests) and runs every NixOS
       # VM test (Linux with KVM; see docs/nixos.md).
-      checks = forAllSystems (pkgs:
+      checks = forAllSystems ({ system, pkgs }:
         import ./vm-tests {
           inherit pkgs;
           nixosModule = self.nixosModules.default;
         }
-        // { package = self.packages.${pkgs.system}.default; });
+        // { package = self.packages.${system}.default; });
 
-      devShells = forAllSystems (pkgs: {
+      devShells = forAllSystems ({ system, pkgs }: {
         default = pkgs.mkShell {
-          inputsFrom = [ self.packages.${pkgs.system}.default ];
+          inputsFrom = [ self.packages.${system}.default ];
           packages = with pkgs; [
             nix
             nginx
@@ -56,6 +60,6 @@
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixpkgs-fmt);
+      formatter = forAllSystems ({ pkgs, ... }: pkgs.nixpkgs-fmt);
     };
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -49,7 +50,7 @@ def _run_one(name: str, args: argparse.Namespace, workdir: Path) -> BenchResult:
                                skipped=reason)
         profiles = tuple(p for p in args.profiles.split(",") if p in cachehost.PROFILES)
         params = buildloop.Params(
-            n=args.n or (4 if quick else 200), output_size=4096 if quick else 64 * 1024,
+            n=args.n or (2 if quick else 200), output_size=4096 if quick else 64 * 1024,
             budget_s=args.budget or (30 if quick else 150),
             profiles=profiles, drain_timeout_s=60 if quick else 300)
         return buildloop.run(workdir, params, cachehost.Network, log.info)
@@ -68,11 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[BenchResult] = []
     try:
         for name in args.only or BENCHES:
-            t0 = time.monotonic()
+            t0, load0 = time.monotonic(), os.getloadavg()[0]
             log.info("== %s", name)
             (scratch / name).mkdir(parents=True, exist_ok=True)
             result = _run_one(name, args, scratch / name)
             result.seconds = time.monotonic() - t0
+            # The machine is shared: say how busy it was, since every figure depends on it.
+            result.notes.append(f"load average (1 min) before/after: {load0:.1f} / "
+                                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             results.append(result)
     finally:
         if args.workdir is None:
@@ -92,7 +96,11 @@ def _publish(files: dict[str, Path], out: Path) -> None:
     rel = Path("..") / out.resolve().relative_to(REPO)
     for name in list(plots.PLOTTERS):
         text = text.replace(f"]({name}.png)", f"]({rel / name}.png)")
-    (REPO / "docs" / "benchmarks.md").write_text(text, encoding="utf-8")
+    # The run's own title is replaced by the methodology page, which has one.
+    text = text.split("\n", 1)[1].lstrip("\n")
+    header = (REPO / "bench" / "methodology.md").read_text(encoding="utf-8")
+    (REPO / "docs" / "benchmarks.md").write_text(
+        header + "## Latest results\n\n" + text.replace("\n## ", "\n### "), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ hook is `nix-push-queue hook ...` run by Nix itself, and the queue is asked over
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shlex
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,7 +65,9 @@ class Layout:
 
     @property
     def socket(self) -> Path:
-        return self.root / "run" / "hook.sock"
+        # A unix socket path must fit in 107 bytes, which pytest's tmp_path can exceed.
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"npqb-{digest}.sock"
 
     @property
     def state_dir(self) -> Path:
@@ -208,14 +212,14 @@ class Daemon:
         return None
 
     def stop(self, timeout: float = 60) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.layout.socket.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

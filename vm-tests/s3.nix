@@ -19,14 +19,24 @@ lib'.test "s3" {
     services.minio = {
       enable = true;
       region = c.s3Region;
-      # A path outside the store, written at boot by minio-root-credentials below.
+      # A string, so the file stays outside the store (the option is `nullOr path`, used as
+      # EnvironmentFile=); written at first boot by npq-minio-root-env below.
       rootCredentialsFile = c.minioRootEnv;
     };
-    systemd.services.minio-root-credentials = {
+    # The minio module gives minio.service ConditionPathExists= on this file and watches it
+    # with minio-root-credentials.path (PathChanged= -> restart MinIO). Writing it before
+    # that path unit starts watching keeps the first write from restarting MinIO under the
+    # test; hence no default dependencies (they would order this after basic.target, which
+    # comes after every path unit).
+    systemd.services.npq-minio-root-env = {
       wantedBy = [ "multi-user.target" ];
       requiredBy = [ "minio.service" ];
-      before = [ "minio.service" ];
-      unitConfig.ConditionPathExists = "!${c.minioRootEnv}";
+      after = [ "local-fs.target" ];
+      before = [ "minio.service" "minio-root-credentials.path" ];
+      unitConfig = {
+        DefaultDependencies = false;
+        ConditionPathExists = "!${c.minioRootEnv}";
+      };
       serviceConfig = { Type = "oneshot"; RemainAfterExit = true; UMask = "0077"; };
       script = ''
         password="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import spool
+from . import nixcmd, spool
 from .clock import RealClock
 from .config.model import Config, Target
 from .errors import DaemonError, NpqError
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 SPOOL_POLL = 1.0  # seconds between looks at the spool directory
 SPOOL_FORCE = 60.0  # ingest even without a visible directory change this often
 STATUS_EVERY = 10.0  # seconds between STATUS= updates to systemd
+SIZE_TIMEOUT = 60.0  # `nix path-info` for the bytes metric
 # Variables meant for this process only; `nix copy` children must not see them.
 _PRIVATE_ENV = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
                 "CREDENTIALS_DIRECTORY")
@@ -104,15 +106,25 @@ class Daemon:
         self.metrics = DaemonMetrics(stats=self._stats)
         self.intake = Intake(self.store, config.nix.store_dir, self._names,
                              config.filters.exclude, time.time, self.metrics)
+        self._child_env = child_env(options.env)
         uploader = NixCopyUploader.from_config(
-            config, child_env(options.env), resolve_keys(config.targets,
-                                                          options.credentials_dir))
+            config, self._child_env, resolve_keys(config.targets, options.credentials_dir))
         self.worker = Worker(self.store, uploader, config.targets, config.queue, RealClock(),
-                             metrics=self.metrics)
+                             metrics=self.metrics, sizer=self._nar_sizes)
         self.server = Server(self.intake, notify=self.worker.notify, metrics=self.metrics)
 
     def _stats(self) -> Mapping[str, TargetStats]:
         return self.store.stats(time.time(), self._names)
+
+    async def _nar_sizes(self, paths: Sequence[str]) -> dict[str, int]:
+        """NAR sizes of uploaded paths from the local store, for the bytes metric."""
+        argv = nixcmd.nix_argv(self.config.nix.nix_bin_dir, "path-info", "--json", *paths)
+        result = await nixcmd.run(argv, env=self._child_env, timeout=SIZE_TIMEOUT)
+        if not result.ok:
+            return {}
+        infos = json.loads(result.stdout)
+        return {i["path"]: int(i["narSize"]) for i in infos
+                if isinstance(i, dict) and "narSize" in i and "path" in i}
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -79,9 +79,9 @@ class DaemonMetrics:
                                 ["op", "result"], registry=r)
         self.uploads = Counter("npq_uploads", "`nix copy` runs by target and result",
                                ["target", "result"], registry=r)
-        self.uploaded_bytes = Counter("npq_uploaded_bytes",
-                                      "NAR bytes of uploaded paths (when known)", ["target"],
-                                      registry=r)
+        self.uploaded_bytes = Counter(
+            "npq_uploaded_bytes", "NAR bytes of uploaded queued paths (closure members that "
+            "came along are not counted)", ["target"], registry=r)
         self.settled = Counter("npq_paths_settled",
                                "Rows settled by outcome: done, retry, dead, gone, skipped",
                                ["target", "outcome"], registry=r)

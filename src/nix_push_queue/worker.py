@@ -3,7 +3,8 @@
 One loop per target claims due rows (up to `queue.batch_size`, waiting `queue.batch_wait` for
 a partial batch to fill); a semaphore bounds uploads at once to `queue.workers` overall. A
 failed batch is bisected so one bad path never holds up the rest: both halves are uploaded
-right away (in the same slot, so the bound holds); a half that fails again is split further.
+right away, one after the other in the same slot (so the bound holds strictly); a half that
+fails again is split further. A permanent failure of a single path dead-letters it at once.
 When both halves of a transiently failed batch fail transiently too, the cause is most likely
 the target itself (network, cache down), so every row backs off instead of splitting down to
 single paths, which would cost 2n-1 failing `nix copy` runs per outage.
@@ -28,6 +29,8 @@ from .uploader import Uploader, UploadResult
 log = logging.getLogger(__name__)
 
 Offload = Callable[..., Awaitable[Any]]
+# Store path -> NAR bytes of uploaded paths, for metrics (the daemon asks `nix path-info`).
+Sizer = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
 
 # An idle target loop wakes on enqueue, when the store's next backoff expires, and at least
 # this often as a safety net.
@@ -54,7 +57,7 @@ class Worker:
     def __init__(self, store: QueueStore, uploader: Uploader, targets: Sequence[Target],
                  queue: Queue, clock: Clock, *, metrics: WorkerMetrics | None = None,
                  rand: Callable[[], float] = random.random,
-                 offload: Offload = asyncio.to_thread) -> None:
+                 offload: Offload = asyncio.to_thread, sizer: Sizer | None = None) -> None:
         self._store = store
         self._uploader = uploader
         self._targets = tuple(targets)
@@ -63,6 +66,7 @@ class Worker:
         self._metrics = metrics
         self._rand = rand
         self._offload = offload
+        self._sizer = sizer
         self._slots = asyncio.Semaphore(queue.workers)
         self._events = {t.name: asyncio.Event() for t in self._targets}
         self._loops: list[asyncio.Task[None]] = []
@@ -87,7 +91,7 @@ class Worker:
         self._stopping = True
         self.notify()
         if self._uploads:
-            log.info("waiting up to %.0f s for %d running upload(s)", grace, len(self._uploads))
+            log.info("waiting up to %.1f s for %d running upload(s)", grace, len(self._uploads))
             _, pending = await asyncio.wait(set(self._uploads), timeout=grace)
             if pending:
                 log.warning("grace period over: cancelling %d upload(s)", len(pending))
@@ -100,11 +104,6 @@ class Worker:
         if released:
             log.info("released %d unfinished row(s) back to pending", released)
         return released
-
-    async def wait_idle(self) -> None:
-        """Return once no upload task runs (tests and `stop` use it)."""
-        while self._uploads:
-            await asyncio.wait(set(self._uploads))
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -200,19 +199,39 @@ class Worker:
         now = self._clock.now()
         gone, skipped = set(result.gone), set(result.skipped)
         rest = [j for j in jobs if j.path not in gone and j.path not in skipped]
-        if self._metrics is not None:
-            nbytes = _total_size(rest) if result.kind == "ok" else None
-            self._metrics.upload_finished(target.name, result.kind, len(paths),
-                                          now - started, nbytes)
         await self._settle_gone_skipped(target, jobs, gone, skipped, now)
-        if result.kind == "ok":
-            if rest:
-                await self._offload(self._store.complete, [j.id for j in rest], now)
-                self._count(target, "done", len(rest))
-                log.info("target %s: uploaded %d path(s) in %.2f s", target.name, len(rest),
-                         now - started)
-            return result, []
-        return result, rest
+        if result.kind != "ok":
+            self._report(target, result.kind, len(paths), now - started, None)
+            return result, rest
+        sizes = await self._sizes(rest)
+        if rest:
+            await self._offload(self._store.complete, [j.id for j in rest], now,
+                                sizes=sizes or None)
+            self._count(target, "done", len(rest))
+            log.info("target %s: uploaded %d path(s) in %.2f s", target.name, len(rest),
+                     now - started)
+        nbytes = sum(sizes.values()) if len(sizes) == len(rest) else None
+        self._report(target, "ok", len(paths), now - started, nbytes)
+        return result, []
+
+    async def _sizes(self, jobs: Sequence[Job]) -> dict[int, int]:
+        """NAR sizes by row id, for metrics; {} when unknown (never fails an upload)."""
+        known = {j.id: j.size for j in jobs if j.size is not None}
+        missing = [j for j in jobs if j.size is None]
+        if self._sizer is None or not missing:
+            return known
+        try:
+            by_path = await self._sizer([j.path for j in missing])
+        except Exception as exc:
+            log.debug("NAR sizes unavailable: %s", exc)
+            return known
+        known.update({j.id: by_path[j.path] for j in missing if j.path in by_path})
+        return known
+
+    def _report(self, target: Target, kind: str, paths: int, seconds: float,
+                nbytes: int | None) -> None:
+        if self._metrics is not None:
+            self._metrics.upload_finished(target.name, kind, paths, seconds, nbytes)
 
     async def _settle_gone_skipped(self, target: Target, jobs: Sequence[Job], gone: set[str],
                                    skipped: set[str], now: float) -> None:
@@ -277,10 +296,3 @@ class Worker:
     def _count(self, target: Target, outcome: str, count: int) -> None:
         if self._metrics is not None:
             self._metrics.paths_settled(target.name, outcome, count)
-
-
-def _total_size(jobs: Sequence[Job]) -> int | None:
-    sizes = [j.size for j in jobs]
-    if any(s is None for s in sizes):
-        return None
-    return sum(s for s in sizes if s is not None)

@@ -164,3 +164,33 @@ def check(outcome: Outcome, *, allow_dead: bool = False) -> None:
 
 def dump(outcome: Outcome) -> str:
     return json.dumps(outcome.status, indent=1, default=str)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """What a batch of hook runs did with its paths."""
+
+    queued: tuple[str, ...]      # acknowledged by the daemon or spooled: the queue owns them
+    refused: tuple[str, ...]     # the hook said "NOT queued" (and why): nobody owns them
+    runs: tuple[HookRun, ...]
+
+    @property
+    def spooled(self) -> int:
+        return sum(1 for r in self.runs if "spooled" in r.stderr)
+
+
+def feed(d: DaemonHarness, paths: Sequence[str], *, concurrency: int = 4, per_hook: int = 1,
+         timeout: float = 10) -> Feed:
+    """Real hooks for `paths`; every one must exit 0 whatever the daemon or disk does."""
+    runs = run_hooks(d, chunks(paths, per_hook), concurrency, timeout=timeout)
+    queued: list[str] = []
+    refused: list[str] = []
+    for run in runs:
+        assert run.returncode == 0, f"hook exited {run.returncode}: {run.stderr}"
+        (refused if "NOT queued" in run.stderr else queued).extend(run.paths)
+    return Feed(tuple(queued), tuple(refused), tuple(runs))
+
+
+def use_cache(d: DaemonHarness, url: str) -> None:
+    """Point the harness's one target at another cache (same signing key); before start()."""
+    d.config["targets"][0]["url"] = url

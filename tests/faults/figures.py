@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-
 BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
 
 

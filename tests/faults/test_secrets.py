@@ -83,7 +83,7 @@ def test_keys_from_credentials_never_leak(npq_daemon_factory: Any, tmp_path: Pat
         "status --json": d.cli("status", "--json").stdout,
         "wait": _both(d.cli("wait", "--timeout", "5", check=False)),
         "retry": _both(d.cli("retry", check=False)),
-        "metrics": urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",  # noqa: S310
+        "metrics": urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
                                           timeout=30).read().decode(),
         "dead letters": "\n".join(str(r.last_error) for r in db_rows(d.state_dir)),
         "drop": _both(d.cli("drop", check=False)),

@@ -4,6 +4,7 @@ sd_notify), the control verbs as a user runs them, and the metrics endpoint."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import time
@@ -116,3 +117,5 @@ def test_metrics_endpoint(npq_daemon_factory: Factory) -> None:
     assert 'npq_enqueued_paths_total{source="hook"} 1.0' in body
     assert 'npq_upload_duration_seconds_count{target="local"} 1.0' in body
     assert str(d.secret_key) not in body
+    nbytes = re.search(r'^npq_uploaded_bytes_total\{target="local"\} (\S+)$', body, re.M)
+    assert nbytes is not None and float(nbytes.group(1)) > 0

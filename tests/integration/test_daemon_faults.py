@@ -9,9 +9,11 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from nix_push_queue.spool import write_spool
 from tests.fixtures.daemon import DaemonHarness
 from tests.fixtures.nginx import NginxCache
 
@@ -45,6 +47,13 @@ def test_daemon_down_during_builds_paths_spooled_then_uploaded(
     for path in paths:
         d.assert_signed(path)
     d.assert_substitutable(paths[0])
+    # A hook that timed out while the daemon runs: its spool file is picked up by polling.
+    extra = d.root / "late.txt"
+    extra.write_text(nonce)
+    added = Path(d.nix.run(["nix-store", "--add", str(extra)]).stdout.strip())
+    write_spool(d.spool_dir, [str(added)])
+    wait_for(lambda: d.narinfo(added).exists(), timeout=60, what="the late spool file")
+    assert not list(d.spool_dir.glob("*.spool"))
 
 
 def test_kill_9_during_uploads_loses_nothing(npq_daemon_factory: Factory) -> None:
@@ -85,6 +94,9 @@ def test_cache_down_retries_then_succeeds(npq_daemon_factory: Factory,
     d = npq_daemon_factory(cache=(nginx_cache.url, nginx_cache.cache_dir),
                            queue={"retry": {"initial_delay": 0.3, "max_delay": 1,
                                             "max_attempts": 100}})
+    # Nix itself retries a failed download 5 times with backoff; one is enough here.
+    with d.nix.conf_file.open("a", encoding="utf-8") as conf:
+        conf.write("download-attempts = 1\n")
     d.start()
     nginx_cache.stop()
     path = d.build("while-down", uuid.uuid4().hex)
@@ -134,7 +146,7 @@ def test_unuploadable_path_goes_dead_without_holding_up_others(
 def test_sigterm_while_uploading_marks_nothing_done_that_was_not_uploaded(
         npq_daemon_factory: Factory) -> None:
     d = npq_daemon_factory(queue={"workers": 2, "batch_size": 1, "batch_wait": 0})
-    d.stop_grace = 0.5
+    d.stop_grace = 0.2
     nonce = uuid.uuid4().hex
     # Large incompressible outputs: xz makes each `nix copy` take seconds.
     expr = "[ " + " ".join(
@@ -144,7 +156,6 @@ def test_sigterm_while_uploading_marks_nothing_done_that_was_not_uploaded(
     paths = d.nix.build_expr(expr, timeout=600)
     d.start()
     wait_for(lambda: any(s == "inflight" for s, _ in d.rows().values()), what="an upload")
-    time.sleep(0.3)
     started = time.monotonic()
     assert d.stop(signal.SIGTERM, timeout=120) == 0
     stop_seconds = time.monotonic() - started
@@ -160,6 +171,6 @@ def test_sigterm_while_uploading_marks_nothing_done_that_was_not_uploaded(
     d.start()
     d.wait_drained(timeout=300)
     assert all(d.narinfo(p).exists() for p in paths)
-    print(f"measured: SIGTERM to exit {stop_seconds:.2f} s with stop grace 0.5 s; "
+    print(f"measured: SIGTERM to exit {stop_seconds:.2f} s with stop grace 0.2 s; "
           f"{len(done)}/{len(paths)} done at stop")
 

@@ -1,5 +1,7 @@
 """The VM scenarios (vm-tests/scenarios) run unchanged on local stand-in machines: an isolated
-Nix per machine, the real hook, the real daemon, a real file:// or nginx cache."""
+Nix per machine, the real hook, the real daemon, a real file://, nginx or sshd-fronted cache.
+
+Every VM test has its mirror here except s3 (Debian's Nix 2.8 has no S3 support)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from nix_push_queue.nixenv import IsolatedNix
 from tests.fixtures.local_machine import (
     Builder,
     make_builder,
     make_consumer,
     nginx_machine,
+    sshd_machine,
 )
 from tests.fixtures.nginx import NginxCache
+from tests.fixtures.sshd import SshServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "vm-tests"))
 
-from scenarios import consumer, crash, file_cache, outage
+from scenarios import consumer, crash, file_cache, outage, ssh_ng
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +85,30 @@ def test_consumer(file_builder: tuple[Builder, Path], tmp_path: Path) -> None:
     params = consumer.Params(push_url=f"file://{cache}",
                              public_key_file=str(builder.public_key_file), timeout=300)
     consumer.run(builder.machine, host, params)
+
+
+def test_ssh_ng(tmp_path: Path, short_run_dir: Path) -> None:
+    """Two stores: the builder's, and the cache machine's behind a real sshd. The daemon gets
+    the ssh key only from the target's `ssh_key_file` (its ssh config names no identity), and
+    sshd accepts the key only once the scenario has added it to authorized_keys."""
+    nix = IsolatedNix.create(tmp_path / "builder" / "nix")
+    server = SshServer(tmp_path / "sshd", nix)
+    authorized_keys = server.root / "authorized_keys"
+    authorized_keys.write_text("", encoding="utf-8")
+    builder = make_builder(tmp_path / "builder", short_run_dir, server.url("ssh-ng"),
+                           target_extra={"ssh_key_file": str(server.client_key)}, nix=nix,
+                           extra_env=server.client_env({}, with_key=False))
+    cache = sshd_machine(server, tmp_path)
+    params = ssh_ng.Params(store_url=f"{server.url('ssh-ng')}?ssh-key={server.client_key}",
+                           public_key_file=str(builder.public_key_file),
+                           ssh_public_key_file=f"{server.client_key}.pub",
+                           authorized_keys=str(authorized_keys), timeout=300)
+    try:
+        built = ssh_ng.run(builder.machine, cache, params)
+    finally:
+        builder.machine.shutdown()
+        cache.shutdown()
+    assert len(built) == 1
+    # The copy the builder substituted back came from the other store, which still has it.
+    remote_copy = server.remote / "root" / built[0].path.lstrip("/")
+    assert remote_copy.read_text(encoding="utf-8") == built[0].content

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import grp
 import json
 import os
 import shutil
@@ -222,6 +223,13 @@ def test_bind_socket_replaces_stale_refuses_live(sock_dir: Path) -> None:
     Path(path).write_text("not a socket")
     with pytest.raises(DaemonError, match="not a socket"):
         bind_socket(path, 0o660, None)
+    os.unlink(path)
+    group = grp.getgrgid(os.getgid()).gr_name
+    with bind_socket(path, 0o660, group):
+        assert os.stat(path).st_gid == os.getgid()
+    os.unlink(path)
+    with pytest.raises(DaemonError, match="no-such-group-npq"):
+        bind_socket(path, 0o660, "no-such-group-npq")
 
 
 def test_inherited_socket_must_be_unix_stream(sock_dir: Path) -> None:

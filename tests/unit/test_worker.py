@@ -75,8 +75,8 @@ class FakeUploader:
             self.running -= 1
 
 
-async def direct(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
+async def direct(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
 
 
 @pytest.fixture
@@ -312,3 +312,43 @@ def test_next_attempt_at_matches_the_policy(store: QueueStore, tmp_path: Path) -
     conn = sqlite3.connect(store.path)
     (due,) = conn.execute("SELECT next_attempt_at FROM jobs").fetchone()
     assert due == pytest.approx(T0 + 5 * (1 + 0.2 * 0.5))
+
+
+@dataclass
+class RecordingMetrics:
+    uploads: list[tuple[str, str, int, int | None]] = field(default_factory=list)
+    settled: dict[str, int] = field(default_factory=dict)
+
+    def upload_finished(self, target: str, kind: str, paths: int, seconds: float,
+                        nbytes: int | None) -> None:
+        self.uploads.append((target, kind, paths, nbytes))
+
+    def paths_settled(self, target: str, outcome: str, count: int) -> None:
+        self.settled[outcome] = self.settled.get(outcome, 0) + count
+
+
+def test_metrics_and_sizes_are_reported(store: QueueStore) -> None:
+    bad = sp(3)
+
+    async def sizer(paths: Sequence[str]) -> dict[str, int]:
+        return {p: 100 for p in paths}
+
+    async def main() -> RecordingMetrics:
+        clock = FakeClock(T0)
+        up = FakeUploader(clock, lambda paths: UploadResult(
+            "permanent" if bad in paths else "ok", "x"))
+        metrics = RecordingMetrics()
+        worker = Worker(store, up, (target(),), queue(batch_wait=0.0), clock,
+                        metrics=metrics, rand=lambda: 0.5, offload=direct, sizer=sizer)
+        store.enqueue([sp(1), sp(2), bad, sp(4)], ["t"], clock.now())
+        worker.start()
+        await clock.advance(1)
+        await worker.stop(grace=1)
+        return metrics
+
+    metrics = run(main())
+    # 4 fail -> [1,2] ok + [3,4] fail -> [3] fail + [4] ok
+    assert metrics.uploads == [("t", "permanent", 4, None), ("t", "ok", 2, 200),
+                               ("t", "permanent", 2, None), ("t", "permanent", 1, None),
+                               ("t", "ok", 1, 100)]
+    assert metrics.settled == {"done": 3, "dead": 1}

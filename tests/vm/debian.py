@@ -23,7 +23,7 @@ PUBLIC_KEY_FILE = "/etc/nix/cache-pub-key.pem"
 SERVICE = "nix-push-queue.service"
 # A normal user's build: no root, so Nix goes through the nix-daemon, which runs the hook.
 USER_ENV = f"env -i HOME=/home/{USER} USER={USER} PATH=/usr/local/bin:/usr/bin:/bin"
-USER_BUILD = f"{USER_ENV} runuser -u {USER} -- nix-build --no-out-link"
+USER_BUILD = f"{USER_ENV} /usr/sbin/runuser -u {USER} -- nix-build --no-out-link"
 
 NGINX_SITE = """\
 server {
@@ -133,7 +133,7 @@ def user_substitutes(machine: Machine, built: list[steps.Built]) -> None:
     generated fragment is what makes the nix-daemon use and trust the cache."""
     steps.delete(machine, built)
     for item in built:
-        machine.succeed(f"{USER_ENV} runuser -u {USER} -- nix-store --realise "
+        machine.succeed(f"{USER_ENV} /usr/sbin/runuser -u {USER} -- nix-store --realise "
                         f"{shlex.quote(item.path)}")
         got = machine.succeed(f"cat {shlex.quote(item.path)}")
         if got != item.content:

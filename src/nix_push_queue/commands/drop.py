@@ -4,6 +4,7 @@ is final, so dropping every dead letter needs an explicit --all."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 
 from ._common import add_endpoint_args, connect
@@ -18,7 +19,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not (args.all or args.target or args.paths):
-        print("nix-push-queue drop: name a --target, PATHs, or --all", flush=True)
+        print("nix-push-queue drop: name a --target, PATHs, or --all", file=sys.stderr)
         return 2
     client, _ = connect(args)
     changed = client.drop(args.target, args.paths or None)
