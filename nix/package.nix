@@ -4,22 +4,14 @@
 let
   pyproject = builtins.fromTOML (builtins.readFile ../pyproject.toml);
   # Only what the package and its unit tests need: editing the NixOS tests, docs or
-  # benchmarks does not rebuild it. LICENSE: pyproject's `license-files`.
+  # benchmarks does not rebuild it. LICENSE is picked up by setuptools.
   keep = [ "pyproject.toml" "README.md" "LICENSE" "src" "schema" "tests" ];
   root = toString ../.;
   junk = [ "__pycache__" ".mypy_cache" ".pytest_cache" ".ruff_cache" ".hypothesis" ];
 
-  # pyproject.toml's build requirement ("setuptools>=77": SPDX `license` and
-  # `license-files`, PEP 639). The pypa build hook checks it too, but only after a long
-  # way into the build and with a less direct message.
-  setuptoolsMin = builtins.head (builtins.match "setuptools>=([0-9.]+)"
-    (builtins.head pyproject.build-system.requires));
   setuptools = python3Packages.setuptools;
 in
-lib.throwIfNot (lib.versionAtLeast setuptools.version setuptoolsMin)
-  "nix-push-queue needs setuptools >= ${setuptoolsMin} (this nixpkgs has ${setuptools.version}); use a newer nixpkgs, e.g. nixos-unstable"
-
-  python3Packages.buildPythonApplication
+python3Packages.buildPythonApplication
 {
   pname = pyproject.project.name;
   inherit (pyproject.project) version;

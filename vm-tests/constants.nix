@@ -12,6 +12,9 @@ rec {
   awsCredentials = "${keysDir}/aws-credentials";
   minioRootEnv = "/var/lib/minio-root.env";
   fileCache = "/var/lib/nix-cache";
+  # The ssh-ng cache machine's nix.conf includes this; the scenario adds the builder's
+  # public key to it (the cache must trust a path's signature to accept it).
+  cacheTrustConf = "/var/lib/npq-trust/nix.conf";
   bucket = "nix-cache";
   s3Region = "us-east-1";
   # Build through the nix-daemon, as a normal user would: the daemon runs the hook.

@@ -39,6 +39,7 @@ in
             store_url=${py "ssh-ng://root@cache?ssh-key=${c.sshKey}"},
             public_key_file=${py c.publicKey},
             ssh_public_key_file=${py c.sshPublicKey},
+            trust_conf=${py c.cacheTrustConf},
             build=${py c.build},
         ),
         subtest=subtest,

@@ -27,5 +27,8 @@ lib'.test "ssh-ng" {
     services.openssh.settings.PermitRootLogin = "prohibit-password";
     nix.settings.substituters = lib.mkForce [ ];
     nix.settings.experimental-features = [ "nix-command" ];
+    # `!include`: a missing file is ignored; the scenario writes the builder's public key
+    # there (made at run time), and every ssh session's nix-daemon --stdio reads it.
+    nix.extraOptions = "!include ${c.cacheTrustConf}";
   };
 }

@@ -187,9 +187,11 @@ class Daemon:
             if current != seen or time.monotonic() - forced > SPOOL_FORCE:
                 # Taken before reading: a file renamed in while we read changes it again.
                 seen, forced = current, time.monotonic()
-                await self._ingest()
+                if not await self._ingest():
+                    seen = (-1, -1)  # failed (disk full, database locked): retry next poll
 
-    async def _ingest(self) -> None:
+    async def _ingest(self) -> bool:
+        """Ingest every spool file; False when that failed and must be retried."""
         q, store_dir = self.config.queue, self.config.nix.store_dir
 
         def enqueue(paths: list[str]) -> None:
@@ -200,10 +202,11 @@ class Daemon:
                                                         enqueue, store_dir)
         except NpqError as exc:
             log.error("spool ingestion failed (will retry): %s", exc)
-            return
+            return False
         if files:
             log.info("ingested %d spool file(s): %d path(s), %d bad line(s)", files, paths, bad)
             self.worker.notify()
+        return True
 
     # -- systemd status -------------------------------------------------------------------
 

@@ -175,13 +175,32 @@ class Worker:
             # A bug, not an upload failure. Leaving the rows inflight would strand them until
             # a restart, so put them back now.
             log.exception("target %s: unexpected error in a batch of %d", target.name, len(jobs))
-            try:
-                await self._offload(self._store.release, [j.id for j in jobs])
-            except Exception:
-                log.exception("target %s: releasing the batch failed; a restart recovers it",
-                              target.name)
+            await self._release(target, jobs)
         finally:
             self._slots.release()
+
+    async def _release(self, target: Target, jobs: Sequence[Job]) -> None:
+        """Put rows back to pending, trying again while the database refuses (disk full,
+        locked): rows left inflight would wait for a restart and `wait` would never return.
+        On stop, `stop()` recovers whatever is still inflight."""
+        failures = 0
+        while True:
+            try:
+                await self._offload(self._store.release, [j.id for j in jobs])
+                if failures:
+                    log.info("target %s: released the batch of %d after %d failed tries",
+                             target.name, len(jobs), failures)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if failures == 0:
+                    log.error("target %s: releasing a batch of %d failed (%s); retrying",
+                              target.name, len(jobs), exc)
+                failures += 1
+            if self._stopping:
+                return
+            await self._clock.sleep(POLL_INTERVAL)
 
     async def _upload(self, target: Target,
                       jobs: Sequence[Job]) -> tuple[UploadResult, list[Job]]:

@@ -102,7 +102,8 @@ def test_ssh_ng(tmp_path: Path, short_run_dir: Path) -> None:
     params = ssh_ng.Params(store_url=f"{server.url('ssh-ng')}?ssh-key={server.client_key}",
                            public_key_file=str(builder.public_key_file),
                            ssh_public_key_file=f"{server.client_key}.pub",
-                           authorized_keys=str(authorized_keys), timeout=300)
+                           authorized_keys=str(authorized_keys),
+                           trust_conf=str(server.remote / "etc" / "nix.conf"), timeout=300)
     try:
         built = ssh_ng.run(builder.machine, cache, params)
     finally:
@@ -110,5 +111,5 @@ def test_ssh_ng(tmp_path: Path, short_run_dir: Path) -> None:
         cache.shutdown()
     assert len(built) == 1
     # The copy the builder substituted back came from the other store, which still has it.
-    remote_copy = server.remote / "root" / built[0].path.lstrip("/")
+    remote_copy = server.remote / "root" / "nix" / "store" / Path(built[0].path).name
     assert remote_copy.read_text(encoding="utf-8") == built[0].content
