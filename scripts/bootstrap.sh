@@ -15,6 +15,11 @@ NPQ_APT_PACKAGES=(
   "iproute2:ip"
   "iptables:iptables"
   "procps:pkill"
+  # The Debian VM tests (tests/vm): QEMU under TCG, and debootstrap for the guest image.
+  "qemu-system-x86:qemu-system-x86_64"
+  "qemu-utils:qemu-img"
+  "debootstrap:debootstrap"
+  "e2fsprogs:mke2fs"
 )
 
 npq_sudo() {

@@ -51,7 +51,7 @@ class DaemonOptions:
     credentials_dir: str | None = None
     listen_fds: tuple[int, ...] = ()
     notify_socket: str | None = None
-    stop_grace: float = 30.0
+    stop_grace: float | None = None  # None: the config's queue.stop_grace
 
 
 def resolve_keys(targets: Sequence[Target], credentials_dir: str | None
@@ -160,7 +160,8 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self.server.close()
-            await self.worker.stop(self.options.stop_grace)
+            grace = self.options.stop_grace
+            await self.worker.stop(self.config.queue.stop_grace if grace is None else grace)
             if inode is not None:
                 unlink_socket(q.socket, inode)
             sock.close()

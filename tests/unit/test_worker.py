@@ -39,7 +39,7 @@ def queue(**kw: Any) -> Queue:
                   jitter=kw.pop("jitter", 0.0))
     base = Queue(socket="/run/x.sock", socket_mode=0o660, socket_group=None, state_dir="/x",
                  spool_dir="/x/spool", workers=2, batch_size=32, batch_wait=0.2,
-                 upload_timeout=3600.0, retry=retry)
+                 upload_timeout=3600.0, stop_grace=30.0, retry=retry)
     return replace(base, **kw)
 
 

@@ -22,8 +22,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
                         help=f"the daemon's config (default {DEFAULT_CONFIG})")
     parser.add_argument("--stop-grace", type=float, default=None, metavar="SECONDS",
-                        help="on SIGTERM, how long running uploads may take to finish before "
-                             "they are killed and their paths go back to pending")
+                        help="override queue.stop_grace: on SIGTERM, how long running uploads "
+                             "may take before they are killed and go back to pending")
 
 
 def listen_fds(env: Mapping[str, str], pid: int) -> tuple[int, ...]:

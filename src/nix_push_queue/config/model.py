@@ -73,6 +73,7 @@ class Queue:
     batch_size: int
     batch_wait: float
     upload_timeout: float
+    stop_grace: float
     retry: Retry
 
 
@@ -170,6 +171,7 @@ def from_document(d: dict[str, Any]) -> Config:
             batch_size=q["batch_size"],
             batch_wait=float(q["batch_wait"]),
             upload_timeout=float(q["upload_timeout"]),
+            stop_grace=float(q["stop_grace"]),
             retry=Retry(
                 max_attempts=r["max_attempts"],
                 initial_delay=float(r["initial_delay"]),

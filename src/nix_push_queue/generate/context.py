@@ -181,4 +181,6 @@ def service_context(config: Config, paths: Paths, check: Checker) -> dict[str, A
         # A file:// cache is usually served by a web server running as another user.
         "umask": "0022" if file_targets else "0077",
         "private_network": not networked,
+        # systemd's SIGKILL must not cut the daemon's own grace short.
+        "timeout_stop": int(config.queue.stop_grace) + 15,
     }
