@@ -8,9 +8,11 @@ Sub-benchmarks: buildloop (hook cost per network profile), drain (upload through
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -35,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, help="buildloop derivations per cell (default 200)")
     p.add_argument("--paths", type=int, help="drain store paths (default 1000)")
     p.add_argument("--rows", type=int, help="scale pending rows (default 100000)")
-    p.add_argument("--budget", type=float, help="buildloop seconds per cell (default 150)")
+    p.add_argument("--budget", type=float, help="buildloop seconds per cell (default 120)")
+    p.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                   help="run nothing: re-render the report and plots of an earlier run")
     p.add_argument("--docs", action="store_true",
                    help="also copy the report to docs/benchmarks.md (full runs)")
     return p
@@ -51,7 +55,7 @@ def _run_one(name: str, args: argparse.Namespace, workdir: Path) -> BenchResult:
         profiles = tuple(p for p in args.profiles.split(",") if p in cachehost.PROFILES)
         params = buildloop.Params(
             n=args.n or (2 if quick else 200), output_size=4096 if quick else 64 * 1024,
-            budget_s=args.budget or (30 if quick else 150),
+            budget_s=args.budget or (30 if quick else 120),
             profiles=profiles, drain_timeout_s=60 if quick else 300)
         return buildloop.run(workdir, params, cachehost.Network, log.info)
     if name == "drain":
@@ -64,7 +68,14 @@ def _run_one(name: str, args: argparse.Namespace, workdir: Path) -> BenchResult:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if args.render:
+        return _render(args)
     started = time.monotonic()
+    # SIGTERM unwinds like Ctrl-C, so every `finally` removes its namespaces and daemons.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if cachehost.unavailable_reason() is None:
+        for name in cachehost.reap_stale():
+            log.info("removed namespace %s left by a run that died", name)
     scratch = args.workdir or Path(tempfile.mkdtemp(prefix="npq-bench-"))
     results: list[BenchResult] = []
     try:
@@ -84,6 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = {"machine": machine_info(), "mode": "quick" if args.quick else "full",
             "seconds": time.monotonic() - started, "argv": list(argv or sys.argv[1:])}
     files = report.write(args.out, results, meta, plots.PLOTTERS)
+    if args.docs:
+        _publish(files, args.out)
+    log.info("report: %s", files["md"])
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    doc = json.loads(args.render.read_text(encoding="utf-8"))
+    results = []
+    for r in doc["results"]:
+        result = BenchResult(r["name"], r["title"], r["params"],
+                             [(k, h) for k, h in r["columns"]], r["rows"], r["headline"],
+                             r["notes"], r["skipped"], r["seconds"])
+        results.append(result)
+    files = report.write(args.out, results, doc["meta"], plots.PLOTTERS)
     if args.docs:
         _publish(files, args.out)
     log.info("report: %s", files["md"])

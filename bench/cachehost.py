@@ -84,6 +84,25 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def reap_stale() -> list[str]:
+    """Remove the namespaces of benchmark runs that died without cleaning up (kill -9):
+    their names carry the pid of the run, which no longer exists. Processes still inside
+    them (that run's nginx or proxy) are ended by pid first."""
+    reaped = []
+    for name in _run(["ip", "netns", "list"]).stdout.split():
+        parts = name.split("-")
+        if len(parts) != 3 or parts[0] not in ("npqb", "npqc") or not parts[1].isdigit():
+            continue
+        if Path(f"/proc/{parts[1]}").exists():
+            continue
+        for pid in _run(["ip", "netns", "pids", name], check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        _run(["ip", "netns", "del", name], check=False)
+        reaped.append(name)
+    return reaped
+
+
 def _free_octet() -> int:
     """A third octet N whose 10.231.N.0/24 no namespace of ours is using right now."""
     used = _run(["ip", "netns", "list"]).stdout

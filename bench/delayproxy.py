@@ -79,9 +79,15 @@ async def _handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
                 await w.wait_closed()
 
 
-async def serve(listen: tuple[str, int], upstream: tuple[str, int], delay: float) -> None:
-    server = await asyncio.start_server(
+async def start(listen: tuple[str, int], upstream: tuple[str, int],
+                delay: float) -> asyncio.Server:
+    """The proxy, listening (port 0: a free one, see `server.sockets[0].getsockname()`)."""
+    return await asyncio.start_server(
         lambda r, w: _handle(r, w, upstream, delay), listen[0], listen[1])
+
+
+async def serve(listen: tuple[str, int], upstream: tuple[str, int], delay: float) -> None:
+    server = await start(listen, upstream, delay)
     port = server.sockets[0].getsockname()[1]
     print(f"LISTENING {port}", flush=True)
     stop = asyncio.Event()

@@ -43,12 +43,14 @@ class Params:
     seed: int
     timeout_s: float
     http: bool
+    slow_paths: int  # 64 KiB paths pushed over the slow profile; 0 skips that part
 
 
 def default_params(quick: bool, paths: int | None) -> Params:
     if quick:
-        return Params(paths or 20, 1024, 256 * 1024, 4, "none", 1, 120, http=False)
-    return Params(paths or 1000, 1024, 16 * MIB, 50, "none", 1, 900, http=True)
+        return Params(paths or 20, 1024, 256 * 1024, 4, "none", 1, 120, http=False,
+                      slow_paths=0)
+    return Params(paths or 1000, 1024, 16 * MIB, 50, "none", 1, 900, http=True, slow_paths=48)
 
 
 def _sizes(params: Params) -> list[int]:
@@ -107,9 +109,10 @@ def _single(nix: IsolatedNix, paths: list[str], url: str,
 
 
 def _daemon(nix: IsolatedNix, paths: list[str], target: dict[str, Any], root: Path,
-            wrap: Callable[[list[str]], list[str]], timeout: float) -> tuple[float, dict[str, int]]:
+            wrap: Callable[[list[str]], list[str]], timeout: float,
+            queue: dict[str, Any] | None = None) -> tuple[float, dict[str, int]]:
     layout = product.Layout(root)
-    product.write_config(layout, nix, [target])
+    product.write_config(layout, nix, [target], queue)
     with product.running_daemon(layout, nix, wrap) as daemon:
         t0 = time.perf_counter()
         reply = product.request(layout.socket, {"op": "enqueue", "paths": paths,
@@ -201,12 +204,56 @@ def run_drain(workdir: Path, params: Params, log: Callable[[str], None]) -> Benc
 
             _one_cache(result, "http:// (nginx, netns)", nix, paths, nbytes, http_base,
                        net.argv, workdir / "http", params, log)
+            if params.slow_paths:
+                _slow_link(result, net, workdir / "slow", params, log)
         finally:
             net.close()
     daemon = [r for r in result.rows if r["method"] == "nix-push-queue daemon"]
     for row in daemon:
         result.headline[f"{row['cache']} daemon vs ceiling"] = row["vs_ceiling"]
     return result
+
+
+def _slow_link(result: BenchResult, net: Network, work: Path, params: Params,
+               log: Callable[[str], None]) -> None:
+    """Small paths over 200 ms RTT: where latency, not bytes, sets the pace.
+
+    Nix 2.8's `nix copy` to an HTTP cache handles a batch's paths one after the other, a few
+    round trips each, so batching gains little there and concurrent uploads gain a lot.
+    """
+    nix = IsolatedNix.create(work / "nix")
+    nonce = str(time.time_ns())
+    exprs = " ".join(f"({blob_derivation(f's-{i}', 64 * 1024, nonce)})"
+                     for i in range(params.slow_paths))
+    paths = call(["nix-build", "--no-out-link", "-E", f"[ {exprs} ]"], env=nix.env(),
+                 timeout=900).stdout.split()
+    nbytes = params.slow_paths * 64 * 1024
+    key, pub = nix.generate_key("slow-1", work)
+    net.apply("slow")
+    cache = "http:// slow (200 ms RTT, 10 Mbit/s)"
+    rows = []
+    url = f"{net.url}/slow-single"
+    secs = _single(nix, paths, _url(url, key, params.compression), net.argv)
+    rows.append(_row(cache, "single nix copy (ceiling)", len(paths), secs, nbytes,
+                     product.narinfo_count(net.cache_dir / "slow-single")))
+    for label, sub, queue in (
+            ("nix-push-queue daemon (defaults)", "slow-default", None),
+            ("nix-push-queue daemon (workers 8, batch_size 4)", "slow-tuned",
+             {"workers": 8, "batch_size": 4})):
+        target = {"name": "slow", "url": f"{net.url}/{sub}", "secret_key_file": str(key),
+                  "public_key": pub, "compression": params.compression}
+        try:
+            secs, _ = _daemon(nix, paths, target, work / sub, net.argv, params.timeout_s, queue)
+        except product.ProductUnavailable as exc:
+            result.notes.append(f"{cache} {label}: not measured: {exc}")
+            continue
+        rows.append(_row(cache, label, len(paths), secs, nbytes,
+                         product.narinfo_count(net.cache_dir / sub)))
+    net.apply("normal")
+    for row in rows:
+        row["vs_ceiling"] = round(row["seconds"] / rows[0]["seconds"], 2)
+        log(f"drain {cache} {row['method']}: {row['seconds']} s")
+    result.rows.extend(rows)
 
 
 run = run_drain

@@ -70,12 +70,44 @@ def bars(result: BenchResult, png: Path, label_key: str, value_key: str, title: 
     return True
 
 
+def panels(result: BenchResult, png: Path, group_key: str, label_key: str, value_key: str,
+           title: Callable[[str], str], log_for: Callable[[str], bool] = lambda _: False) -> bool:
+    """One horizontal bar panel per group (a cache, a unit), so scales never mix."""
+    plt = _plt()
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in result.rows:
+        if _num(row.get(value_key)) > 0:
+            groups.setdefault(str(row[group_key]), []).append(row)
+    if not groups:
+        return False
+    heights = [0.5 * len(rows) + 0.9 for rows in groups.values()]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(10, sum(heights)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (group, rows) in zip(axes[:, 0], groups.items(), strict=True):
+        values = [_num(r[value_key]) for r in rows]
+        ax.barh(range(len(rows)), values)
+        ax.set_yticks(range(len(rows)), [str(r[label_key]) for r in rows], fontsize=8)
+        ax.invert_yaxis()
+        for i, v in enumerate(values):
+            ax.annotate(f" {v:,.3g}", (v, i), va="center", fontsize=8)
+        if log_for(group):
+            ax.set_xscale("log")
+        ax.set_title(title(group), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def drain(result: BenchResult, png: Path) -> bool:
-    return bars(result, png, "method", "mib_per_s", "drain throughput (MiB/s)", "cache")
+    return panels(result, png, "cache", "method", "seconds",
+                  lambda cache: f"{cache}: seconds to push every path (lower is better)")
 
 
 def scale(result: BenchResult, png: Path) -> bool:
-    return bars(result, png, "measure", "value", "scale figures (see table for units)")
+    return panels(result, png, "unit", "measure", "value", lambda unit: unit,
+                  log_for=lambda unit: unit == "paths/s")
 
 
 def profile(result: BenchResult, png: Path) -> bool:

@@ -41,12 +41,15 @@ def default_params(quick: bool) -> Params:
     return Params(runs=8, drain_paths=20, top=5) if quick else Params(200, 1000, 10)
 
 
-def _time_runs(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
-    out = []
+def _time_interleaved(variants: dict[str, tuple[list[str], dict[str, str]]],
+                      runs: int) -> dict[str, list[float]]:
+    """Wall seconds of each variant, run in turns so that all see the same machine load."""
+    out: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
-        out.append(time.perf_counter() - t0)
+        for name, (argv, env) in variants.items():
+            t0 = time.perf_counter()
+            subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
+            out[name].append(time.perf_counter() - t0)
     return out
 
 
@@ -60,41 +63,44 @@ def import_costs(argv: list[str], env: dict[str, str], top: int) -> list[tuple[s
     proc = subprocess.run([PY, "-X", "importtime", *argv], env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     costs = []
+    after_site = False  # what the interpreter loads to boot is the floor, not the hook's
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _, _, rest = line.partition(":")
-        _self_us, cumulative, name = (part.strip() for part in rest.split("|", 2))
+        _self_us, cumulative, name = line.partition(":")[2].split("|", 2)
         # Only top-level imports: nested ones are already inside their parent's figure.
-        if not name.startswith(" ") and name == name.lstrip():
-            costs.append((name, int(cumulative) / 1000))
+        if name.startswith(" ") and not name[1:].startswith(" "):
+            if after_site:
+                costs.append((name.strip(), int(cumulative) / 1000))
+            after_site = after_site or name.strip() == "site"
     return sorted(costs, key=lambda c: -c[1])[:top]
 
 
-def _hook_rows(workdir: Path, nix: IsolatedNix, paths: list[str], params: Params,
+def _hook_rows(workdir: Path, nix: IsolatedNix, built: str, params: Params,
                result: BenchResult) -> list[dict[str, Any]]:
     layout = product.Layout(workdir / "hook")
     product.write_config(layout, nix, [{"name": "f", "url": f"file://{workdir / 'hc'}"}])
-    hook = [product.NPQ, "hook", "--socket", str(layout.socket), "--spool-dir",
-            str(layout.spool_dir), "--store-dir", str(nix.store_dir), "--timeout", "2"]
-    env = nix.env() | {"OUT_PATHS": paths[0], "DRV_PATH": ""}
-    rows = [_row("python -S -c pass (floor)", _time_runs([PY, "-S", "-c", "pass"], env,
-                                                          params.runs)),
-            _row("python -c pass (with site)", _time_runs([PY, "-c", "pass"], env,
-                                                          params.runs)),
-            _row("hook, daemon down (spools)", _time_runs(hook, env, params.runs))]
+
+    def hook(sock: Path) -> list[str]:
+        return [product.NPQ, "hook", "--socket", str(sock), "--spool-dir",
+                str(layout.spool_dir), "--store-dir", str(nix.store_dir), "--timeout", "2"]
+
+    env = nix.env() | {"OUT_PATHS": built, "DRV_PATH": ""}
+    drv = call(["nix-store", "--query", "--deriver", built], env=nix.env()).stdout.strip()
+    variants = {
+        "python -S -c pass (floor)": ([PY, "-S", "-c", "pass"], env),
+        "python -c pass (with site)": ([PY, "-c", "pass"], env),
+        "hook, daemon down (spools)": (hook(workdir / "no-daemon.sock"), env),
+        "hook, daemon up": (hook(layout.socket), env),
+        "hook, daemon up, empty OUT_PATHS (Nix 2.8.0)": (
+            hook(layout.socket), env | {"OUT_PATHS": "", "DRV_PATH": drv}),
+    }
     with product.running_daemon(layout, nix):
-        rows.append(_row("hook, daemon up", _time_runs(hook, env, params.runs)))
-        drv = call(["nix-store", "--query", "--deriver", paths[0]], env=nix.env()).stdout.strip()
-        if drv.endswith(".drv"):
-            env28 = env | {"OUT_PATHS": "", "DRV_PATH": drv}
-            rows.append(_row("hook, daemon up, empty OUT_PATHS (Nix 2.8.0)",
-                             _time_runs(hook, env28, params.runs),
-                             "outputs from `nix-store --query --outputs`"))
-        costs = import_costs(hook, env, params.top)
-    result.notes.append("hook imports by cumulative time: " + ", ".join(
-        f"{name} {ms:.1f} ms" for name, ms in costs))
-    return rows
+        times = _time_interleaved(variants, params.runs)
+        costs = import_costs(hook(layout.socket), env, params.top)
+    result.notes.append("hook imports by cumulative time (after the interpreter's own): "
+                        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in costs))
+    return [_row(name, values) for name, values in times.items()]
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:
@@ -162,7 +168,7 @@ def run_profile(workdir: Path, params: Params, log: Callable[[str], None]) -> Be
     built = nix.build_expr('builtins.derivation { name = "p"; system = builtins.currentSystem; '
                            'builder = "/bin/sh"; args = [ "-c" "echo p > $out" ]; }')
     try:
-        result.rows = _hook_rows(workdir, nix, [str(built[0])], params, result)
+        result.rows = _hook_rows(workdir, nix, str(built[0]), params, result)
         log("profile: hook measured")
         result.rows += _daemon_rows(workdir, nix, paths, params, result)
     except product.ProductUnavailable as exc:

@@ -15,6 +15,9 @@ NPQ_APT_PACKAGES=(
   "iproute2:ip"
   "iptables:iptables"
   "procps:pkill"
+  # The fault suite (tests/faults): throwaway users and setpriv (usually already there).
+  "passwd:useradd"
+  "util-linux:setpriv"
   # The Debian VM tests (tests/vm): QEMU under TCG, and debootstrap for the guest image.
   "qemu-system-x86:qemu-system-x86_64"
   "qemu-utils:qemu-img"

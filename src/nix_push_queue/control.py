@@ -14,7 +14,6 @@ from pathlib import Path
 
 from . import spool, storepath
 from .errors import DaemonUnavailable, DeadLetters, NixError, ProtocolError, WaitTimeout
-from .nixcmd import nix_program
 from .protocol import (
     MAX_LINE,
     ChangedReply,
@@ -138,6 +137,9 @@ def store_paths(args: Sequence[str], ep: Endpoint, *, closure: bool) -> list[str
     """Turn what a user typed (`./result`, a file inside a store path, a store path) into
     store paths; with `closure`, everything they reference too."""
     if closure:
+        # Imported here: nixcmd pulls in asyncio, a third of `status`'s start-up otherwise.
+        from .nixcmd import nix_program
+
         argv = [nix_program("nix-store", ep.nix_bin_dir), "--query", "--requisites", *args]
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
         if proc.returncode != 0:

@@ -3,17 +3,17 @@
 Nix runs the hook synchronously after every build and stops building if it fails, so this
 module never raises out of `run` for anything the world does (daemon down or hung, disk
 full) and bounds every wait by one deadline. It imports only the standard library's cheapest
-modules (os, sys, json, socket, time; subprocess only when Nix 2.8.0 left OUT_PATHS empty and
-the .drv file could not be read) and no dataclasses or typing: interpreter start-up is the
-hook's main cost.
+modules (os, sys, time, _socket, _json; subprocess only when Nix 2.8.0 left OUT_PATHS empty
+and the .drv file could not be read) and no dataclasses or typing: interpreter start-up is the
+hook's main cost. Not even `json`, `re` or `socket`: they import `enum` and friends, which
+cost more than everything else the hook does (measured by bench/profiling.py).
 """
 
 from __future__ import annotations
 
-import json
+# The C module under `socket.py`: same calls and exceptions, without selectors and enum.
+import _socket as socket
 import os
-import re
-import socket
 import sys
 import time
 
@@ -34,9 +34,7 @@ _SCHEMA_PLACES = {
     "nix_bin_dir": ("nix", "nix_bin_dir"),
 }
 _DRV_READ = 1 << 16  # the outputs come first in a .drv; they fit in far less
-# ATerm: Derive([("out","/nix/store/...-x","",""),...],...). Compiled on first use only.
-_DRV_OUTPUTS = r'Derive\(\[((?:\("[^"\\]*","[^"\\]*","[^"\\]*","[^"\\]*"\),?)*)\]'
-_DRV_OUTPUT_PATH = r'\("[^"\\]*","([^"\\]*)"'
+_DRV_START = "Derive(["  # ATerm: Derive([("out","/nix/store/...-x","",""),...],...)
 
 
 def log(message: str) -> None:
@@ -67,7 +65,7 @@ def _schema_defaults() -> dict[str, object]:
     """Defaults live only in the schema; read it with plain json (no jsonschema here)."""
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "config", "config.schema.json"), encoding="utf-8") as f:
-        defs = json.load(f)["$defs"]
+        defs = wire.loads(f.read())["$defs"]
     return {key: defs[section]["properties"][prop].get("default")
             for key, (section, prop) in _SCHEMA_PLACES.items()}
 
@@ -76,7 +74,7 @@ def _from_config(path: str) -> dict[str, object]:
     """The settings found in the daemon's config.json; unreadable -> logged, none."""
     try:
         with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+            doc = wire.loads(f.read())
         found = {}
         for key, (section, prop) in _SCHEMA_PLACES.items():
             part = doc.get(section)
@@ -122,11 +120,32 @@ def drv_outputs(drv_path: str) -> list[str] | None:
             text = f.read(_DRV_READ).decode("utf-8", "replace")
     except OSError:
         return None
-    match = re.match(_DRV_OUTPUTS, text)
-    if match is None:
-        return None
-    paths = re.findall(_DRV_OUTPUT_PATH, match.group(1))
+    paths = _aterm_output_paths(text)
     return paths if paths and all(paths) else None
+
+
+def _aterm_output_paths(text: str) -> list[str] | None:
+    """The second field of each ("name","path","algo","hash") in Derive([...]; None if the
+    text is not that shape or a field holds an escape. Plain string scanning: `re` costs the
+    hook more to import than this costs to run."""
+    if not text.startswith(_DRV_START):
+        return None
+    pos, paths = len(_DRV_START), []
+    while text.startswith("(", pos):
+        fields = []
+        for closing in (",", ",", ",", ")"):
+            if not text.startswith('"', pos + 1):
+                return None
+            end = text.find('"', pos + 2)
+            if end < 0 or "\\" in text[pos + 2:end] or not text.startswith(closing, end + 1):
+                return None
+            fields.append(text[pos + 2:end])
+            pos = end + 1
+        paths.append(fields[1])
+        pos += 1
+        if text.startswith(",", pos):
+            pos += 1
+    return paths if text.startswith("]", pos) else None
 
 
 def query_outputs(drv_path: str, nix_bin_dir: str | None, deadline: float,
@@ -197,7 +216,7 @@ def _read_line(sock: socket.socket, buf: bytes, deadline: float) -> tuple[bytes,
 
 
 def _check_reply(line: bytes) -> None:
-    reply = json.loads(line)
+    reply = wire.loads(line.decode("utf-8"))
     if not isinstance(reply, dict) or reply.get("v") != wire.VERSION:
         raise ValueError(f"unexpected reply {line[:200]!r}")
     if reply.get("ok") is not True:

@@ -7,11 +7,10 @@ test checks that what `enqueue_lines` writes decodes with protocol.decode_reques
 
 from __future__ import annotations
 
-import json
-
 TYPE_CHECKING = False  # mypy reads this name as true; at run time `typing` stays unloaded
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 VERSION = 1
 MAX_LINE = 1 << 20  # bytes in one message, including the newline
@@ -20,8 +19,69 @@ MAX_PATHS = 10_000  # paths in one enqueue
 _ENVELOPE = 256  # room for "v", "op", "source", "drv" and punctuation besides the paths
 
 
+# The hook encodes and decodes with the C accelerators the json package itself uses: importing
+# `json` pulls in `re` and `enum`, about 10 ms, a third of the hook's run (bench/profiling.py).
+# The output is byte for byte what json.dumps(obj, separators=(",", ":")) writes.
+try:
+    import _json
+except ImportError:  # a Python without the accelerator: the json package, a little slower
+    _json = None  # type: ignore[assignment]
+
+
+class _Plain:
+    """What _json's scanner reads from a JSONDecoder: plain JSON, no hooks, no NaN."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+
+_scan = _json.make_scanner(_Plain()) if _json is not None else None  # type: ignore[arg-type]
+
+
+def loads(text: str) -> Any:
+    """One JSON document, like json.loads; ValueError for anything else."""
+    if _scan is None:
+        import json
+
+        return json.loads(text)
+    start = len(text) - len(text.lstrip())
+    try:
+        obj, end = _scan(text, start)
+    except Exception:  # the scanner's errors need json.decoder loaded to be ValueErrors
+        raise ValueError("not a JSON document") from None
+    if text[end:].strip():
+        raise ValueError("extra data after the JSON document")
+    return obj
+
+
+def _encode(obj: object) -> str:
+    if _json is None:
+        import json
+
+        return json.dumps(obj, separators=(",", ":"))
+    quote = _json.encode_basestring_ascii
+    if isinstance(obj, str):
+        return quote(obj)
+    if obj is None or isinstance(obj, bool):
+        return {None: "null", True: "true", False: "false"}[obj]
+    if isinstance(obj, int):
+        return int.__repr__(obj)
+    if isinstance(obj, list | tuple):
+        return "[" + ",".join(_encode(item) for item in obj) + "]"
+    if isinstance(obj, dict):
+        return "{" + ",".join(quote(str(k)) + ":" + _encode(v) for k, v in obj.items()) + "}"
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
 def _dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode("utf-8") + b"\n"
+    return _encode(obj).encode("utf-8") + b"\n"
 
 
 def enqueue_lines(
@@ -32,12 +92,12 @@ def enqueue_lines(
     Returns (paths of the chunk, encoded line) pairs so a caller can tell which paths a reply
     acknowledged. 10,000 long store paths exceed 1 MiB, hence the byte budget as well.
     """
-    budget = MAX_LINE - _ENVELOPE - (len(json.dumps(drv)) if drv else 0)
+    budget = MAX_LINE - _ENVELOPE - (len(_encode(drv)) if drv else 0)
     chunks: list[list[str]] = []
     current: list[str] = []
     used = 0
     for path in paths:
-        cost = len(json.dumps(path)) + 1
+        cost = len(_encode(path)) + 1
         if current and (used + cost > budget or len(current) >= MAX_PATHS):
             chunks.append(current)
             current, used = [], 0

@@ -43,8 +43,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 f"{' -m soak' if any('soak' in r.scenario for r in FIGURES.rows) else ''}`.")
         FIGURES.write_doc(Path(doc), note)
         terminalreporter.write_line(f"figures written to {doc}")
-
-
-@pytest.fixture
-def figures() -> object:
-    return FIGURES

@@ -89,7 +89,7 @@ def test_corrupt_and_truncated_spool_files(npq_daemon_factory: Any, tmp_path: Pa
     store = str(d.config["nix"]["store_dir"])
     paths = add_paths(d.nix, tmp_path, 10)
     d.spool_dir.mkdir(parents=True, exist_ok=True)
-    good = [spool.write_spool(d.spool_dir, paths[:2])]
+    spool.write_spool(d.spool_dir, paths[:2])
     raw = {
         "torn.spool": (paths[2] + "\n" + paths[3][:-5]).encode(),  # crash mid-write
         "garbage.spool": b"\x00\xff\xfe garbage\n" + paths[4].encode() + b"\n\xc0\xaf\n",

@@ -1,6 +1,6 @@
 """Load: many paths through 32 concurrent real hooks while uploads run, into nginx over
 HTTP. Zero lost, zero queued twice, every path in the cache exactly once. The default run
-uses 800 paths; the soak runs the full 10,000.
+uses 600 paths; the soak runs the full 10,000.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _load(factory: Any, cache: NginxCache, tmp_path: Path, n: int, name: str) ->
 
 def test_load_32_concurrent_hooks(npq_daemon_factory: Any, nginx_cache: NginxCache,
                                   tmp_path: Path) -> None:
-    _load(npq_daemon_factory, nginx_cache, tmp_path, 800, f"load: 800 paths, {HOOKS} hooks")
+    _load(npq_daemon_factory, nginx_cache, tmp_path, 600, f"load: 600 paths, {HOOKS} hooks")
 
 
 @pytest.mark.soak

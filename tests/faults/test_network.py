@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from bench.cachehost import Network
+
 from tests.fixtures.daemon import DaemonHarness
 from tests.fixtures.faults import PacketFilter, needs_root
 

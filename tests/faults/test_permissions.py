@@ -12,6 +12,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ def test_socket_admits_only_its_group_and_state_is_private(
     with throwaway_group() as group, \
             throwaway_user(groups=[group]) as member, throwaway_user() as outsider:
         sock = str(open_base / "run" / "hook.sock")
+        started = time.monotonic()
         d: DaemonHarness = npq_daemon_factory(hook=False, queue={
             "socket": sock, "socket_mode": "0660", "socket_group": group,
             "state_dir": str(open_base / "state"),
@@ -109,7 +111,7 @@ def test_socket_admits_only_its_group_and_state_is_private(
         outcome = audit(d, paths)
         check(outcome)
         FIGURES.record(row("permissions: outsider refused", outcome, faults=2,
-                           enqueued=len(paths), seconds=0.0))
+                           enqueued=len(paths), seconds=time.monotonic() - started))
 
 
 def _assert_private(d: DaemonHarness, user: User) -> None:

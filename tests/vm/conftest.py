@@ -18,7 +18,8 @@ import pytest
 from .base_image import ensure_base
 from .cache import Cache
 from .image import ProjectImage, ensure_project, overlay
-from .qemu import Drive, Machine, VmSpec
+from .qemu import Machine
+from .spec import Drive, VmSpec
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mke2fs", "chroot")

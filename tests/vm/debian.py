@@ -40,18 +40,19 @@ server {
 
 # Added to the guide's config by the tests: a second target that can be taken away (nginx
 # stopped) for the outage and power-loss cases, and short retry delays so a test does not
-# wait out the production backoff.
-TEST_CONFIG_TAIL = """\
-cat >> /etc/nix-push-queue/config.yaml <<EOF
-  - name: http
-    url: http://127.0.0.1:8080
-    secret_key_file: /etc/nix/cache-priv-key.pem
-    public_key: $(cat /etc/nix/cache-pub-key.pem)
-queue:
-  retry:
-    initial_delay: 1
-    max_delay: 4
-    max_attempts: 1000
+# wait out the production backoff. Edited with the PyYAML the install brought along.
+TEST_CONFIG_EDIT = """\
+/opt/nix-push-queue/bin/python3 - <<'EOF'
+import yaml
+path = "/etc/nix-push-queue/config.yaml"
+config = yaml.safe_load(open(path))
+config["targets"].append({
+    "name": "http", "url": "http://127.0.0.1:8080",
+    "secret_key_file": "/etc/nix/cache-priv-key.pem",
+    "public_key": open("/etc/nix/cache-pub-key.pem").read().strip(),
+})
+config["queue"] = {"retry": {"initial_delay": 1, "max_delay": 4, "max_attempts": 1000}}
+open(path, "w").write(yaml.safe_dump(config))
 EOF
 """
 
@@ -66,7 +67,7 @@ def setup_http_cache(machine: Machine) -> None:
 def install(machine: Machine) -> None:
     """The guide's configure and apply steps, with the tests' additions between them."""
     machine.succeed(doc.step("configure"), timeout=600)
-    machine.succeed(TEST_CONFIG_TAIL)
+    machine.succeed(TEST_CONFIG_EDIT)
     setup_http_cache(machine)
     machine.succeed(doc.step("apply"), timeout=600)
 

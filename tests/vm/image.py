@@ -21,7 +21,8 @@ from pathlib import Path
 from . import doc
 from .base_image import BaseImage
 from .cache import Cache, atomic_dir, run_tool
-from .qemu import Drive, Machine, VmSpec
+from .qemu import Machine
+from .spec import Drive, VmSpec
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def ensure_project(cache: Cache, base: BaseImage, repo: Path) -> ProjectImage:
 
 def overlay(backing: Path, path: Path) -> Path:
     """A fresh qcow2 disk whose unwritten blocks read from `backing`."""
-    fmt = "raw" if backing.suffix == ".raw" else "qcow2"
+    fmt = "raw" if backing.suffix == ".raw" else "qcow2"  # qemu-img wants it said
     run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", fmt,
           str(path)], timeout=60)
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -19,18 +20,25 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nix_push_queue.errors import NpqError
 
-from .base_image import BACKDOOR_PORT
+from .spec import VmSpec, qemu_argv
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300
 BOOT_TIMEOUT = 600  # TCG on a busy 2-core machine; a quiet boot takes well under a minute
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: a killed test run takes its VMs with it."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class MachineError(NpqError):
@@ -43,25 +51,6 @@ class MachineError(NpqError):
         super().__init__(f"{machine}: {what}{tail}")
 
 
-@dataclass(frozen=True)
-class Drive:
-    path: Path
-    format: str  # "qcow2" or "raw"
-    read_only: bool = False
-
-
-@dataclass(frozen=True)
-class VmSpec:
-    name: str
-    kernel: Path
-    initrd: Path
-    drives: tuple[Drive, ...]  # the first is the root disk (/dev/vda)
-    state_dir: Path  # console log
-    memory_mb: int = 1536
-    cpus: int = 2
-    accel: str = "tcg"
-
-
 class Machine:
     """One VM. Method names and semantics follow the NixOS test driver's `Machine`."""
 
@@ -69,6 +58,7 @@ class Machine:
         self.spec = spec
         self.name = spec.name
         self.console_log = spec.state_dir / f"{spec.name}-console.log"
+        self.qemu_log = spec.state_dir / f"{spec.name}-qemu.log"
         self.boot_seconds: list[float] = []
         self._sock_dir = Path(tempfile.mkdtemp(prefix="npqvm-"))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -86,10 +76,13 @@ class Machine:
         backdoor = self._sock_dir / "backdoor.sock"
         backdoor.unlink(missing_ok=True)
         self.spec.state_dir.mkdir(parents=True, exist_ok=True)
-        argv = self._qemu_argv(backdoor)
+        argv = qemu_argv(self.spec, self.console_log, backdoor)
         log.info("%s: starting %s", self.name, shlex.join(argv))
-        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # QEMU's own messages go to a file: a pipe nobody reads could fill and stall it.
+        with open(self.qemu_log, "ab") as err:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=err,
+                                          preexec_fn=_die_with_parent)
         deadline = started + BOOT_TIMEOUT
         self._conn = self._connect(backdoor, deadline)
         self.boot_id = self._await_backdoor(deadline)
@@ -190,9 +183,6 @@ class Machine:
                                    f"(state {state}):\n" + self._journal(unit))
             time.sleep(1)
 
-    def systemctl(self, args: str) -> tuple[int, str]:
-        return self.execute(f"systemctl {args}")
-
     def copy_from_host_text(self, text: str, guest_path: str, mode: str = "0644") -> None:
         data = base64.b64encode(text.encode()).decode()
         q = shlex.quote(guest_path)
@@ -217,29 +207,6 @@ class Machine:
     def _journal(self, unit: str) -> str:
         _rc, out = self.execute(f"journalctl --no-pager -n 40 -u {shlex.quote(unit)}", 60)
         return out
-
-    def _qemu_argv(self, backdoor: Path) -> list[str]:
-        s = self.spec
-        argv = [
-            "qemu-system-x86_64", "-name", s.name, "-machine", f"q35,accel={s.accel}",
-            "-cpu", "max", "-smp", str(s.cpus), "-m", str(s.memory_mb),
-            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-nic", "none",
-            "-kernel", str(s.kernel), "-initrd", str(s.initrd),
-            "-append", "root=/dev/vda rw console=ttyS0 panic=-1 loglevel=4 "
-                      "systemd.show_status=auto systemd.log_color=0",
-            "-chardev", f"file,id=console,path={self.console_log},append=on",
-            "-serial", "chardev:console",
-            "-device", "virtio-rng-pci",
-            "-device", "virtio-serial-pci",
-            "-chardev", f"socket,id=backdoor,path={backdoor},server=on,wait=off",
-            "-device", f"virtserialport,chardev=backdoor,name={BACKDOOR_PORT}",
-        ]
-        for d in s.drives:
-            ro = ",read-only=on" if d.read_only else ""
-            # cache=writeback (the default) honours the guest's flushes, so what the guest
-            # fsync'd survives crash(); what it did not is lost, as on real hardware.
-            argv += ["-drive", f"file={d.path},if=virtio,format={d.format},cache=writeback{ro}"]
-        return argv
 
     def _connect(self, path: Path, deadline: float) -> socket.socket:
         while True:
@@ -315,7 +282,7 @@ class Machine:
 
     def _check_alive(self, what: str) -> None:
         if self._proc is not None and self._proc.poll() is not None:
-            err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+            err = _tail(self.qemu_log, 10)
             code = self._proc.returncode
             self._proc = None
             raise MachineError(self.name, f"QEMU exited ({code}) during: {what}\n{err}",
@@ -330,12 +297,14 @@ class Machine:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
-            if proc.stderr is not None:
-                proc.stderr.close()
 
     def console_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.console_log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return _tail(self.console_log, lines)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

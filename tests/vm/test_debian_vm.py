@@ -105,7 +105,13 @@ def test_uninstall_restores_nix_conf(vm_pool: VmPool) -> None:
     assert vm.succeed(f"base64 -w0 {NIX_CONF}") != original
     built = steps.build(vm, USER_BUILD, "npq-before-uninstall")
     steps.wait_pushed(vm, FILE_CACHE, [built])
+    manifest = vm.succeed("cat /etc/nix-push-queue/generated.sha256")
+    generated = ["/etc/nix-push-queue/generated.sha256"] + [
+        "/" + line.split()[1] for line in manifest.splitlines()
+        if line.strip() and not line.startswith("#")]
     vm.succeed(doc.step("uninstall"), timeout=600)
+    for path in generated:
+        vm.fail(f"test -e {shlex.quote(path)}")
     after = vm.succeed(f"base64 -w0 {NIX_CONF}")
     assert base64.b64decode(after) == base64.b64decode(original)
     vm.fail(f"test -e {NIX_CONF}.nix-push-queue.bak")

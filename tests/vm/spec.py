@@ -1,0 +1,52 @@
+"""What a test VM is made of, and the QEMU command line that boots it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .base_image import BACKDOOR_PORT
+
+
+@dataclass(frozen=True)
+class Drive:
+    path: Path
+    format: Literal["qcow2", "raw"]
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    name: str
+    kernel: Path
+    initrd: Path
+    drives: tuple[Drive, ...]  # the first is the root disk (/dev/vda)
+    state_dir: Path  # console and QEMU logs
+    memory_mb: int = 1536
+    cpus: int = 2
+    accel: str = "tcg"  # KVM is not usable on the machines this runs on
+
+
+def qemu_argv(s: VmSpec, console_log: Path, backdoor: Path) -> list[str]:
+    argv = [
+        "qemu-system-x86_64", "-name", s.name, "-machine", f"q35,accel={s.accel}",
+        "-cpu", "max", "-smp", str(s.cpus), "-m", str(s.memory_mb),
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-nic", "none",
+        "-kernel", str(s.kernel), "-initrd", str(s.initrd),
+        "-append", "root=/dev/vda rw console=ttyS0 panic=-1 loglevel=4 "
+                  "systemd.show_status=auto systemd.log_color=0",
+        "-chardev", f"file,id=console,path={console_log},append=on",
+        "-serial", "chardev:console",
+        "-device", "virtio-rng-pci",
+        "-device", "virtio-serial-pci",
+        "-chardev", f"socket,id=backdoor,path={backdoor},server=on,wait=off",
+        "-device", f"virtserialport,chardev=backdoor,name={BACKDOOR_PORT}",
+    ]
+    for d in s.drives:
+        ro = ",read-only=on" if d.read_only else ""
+        # cache=writeback (the default) honours the guest's flushes, so what the guest
+        # fsync'd survives crash(); what it did not is lost, as on real hardware.
+        argv += ["-drive", f"file={d.path},if=virtio,format={d.format},cache=writeback{ro}"]
+    return argv
+
