@@ -135,4 +135,6 @@ def fmt(value: Any) -> str:
         return f"{value:.2f}"
     if isinstance(value, int):
         return f"{value:,}"
+    if isinstance(value, list):
+        return ", ".join(fmt(v) for v in value)
     return str(value)

@@ -29,7 +29,7 @@ from .common import MIB, BenchResult, blob_derivation, call
 COLUMNS = [
     ("cache", "cache"), ("method", "method"), ("paths", "paths"), ("seconds", "seconds"),
     ("paths_per_s", "paths/s"), ("mib_per_s", "MiB/s"), ("vs_ceiling", "time vs ceiling"),
-    ("in_cache", "narinfos in cache"),
+    ("in_cache", "narinfos in cache"), ("rounds_s", "each round s"),
 ]
 
 
@@ -44,13 +44,15 @@ class Params:
     timeout_s: float
     http: bool
     slow_paths: int  # 64 KiB paths pushed over the slow profile; 0 skips that part
+    rounds: int  # turns of ceiling and daemon; the best of each is reported
 
 
 def default_params(quick: bool, paths: int | None) -> Params:
     if quick:
         return Params(paths or 20, 1024, 256 * 1024, 4, "none", 1, 120, http=False,
-                      slow_paths=0)
-    return Params(paths or 1000, 1024, 16 * MIB, 50, "none", 1, 900, http=True, slow_paths=48)
+                      slow_paths=0, rounds=1)
+    return Params(paths or 1000, 1024, 16 * MIB, 50, "none", 1, 900, http=True, slow_paths=48,
+                  rounds=2)
 
 
 def _sizes(params: Params) -> list[int]:
@@ -140,35 +142,46 @@ def _one_cache(result: BenchResult, cache: str, nix: IsolatedNix, paths: list[st
                nbytes: int, base: Callable[[str], tuple[str, Path]],
                wrap: Callable[[list[str]], list[str]], work: Path, params: Params,
                log: Callable[[str], None]) -> None:
+    """Ceiling and daemon take turns for `params.rounds` rounds, each into a fresh cache;
+    the best round of each is reported (the machine is shared, and noise only slows)."""
     work.mkdir(parents=True, exist_ok=True)
     key, pub = nix.generate_key("drain-1", work)
+    runs: dict[str, list[tuple[float, int, dict[str, int] | None]]] = {"single": [],
+                                                                      "daemon": []}
+    for n in range(params.rounds):
+        url, cache_dir = base(f"single-{n}")
+        secs = _single(nix, paths, _url(url, key, params.compression), wrap)
+        runs["single"].append((secs, product.narinfo_count(cache_dir), None))
+        url, cache_dir = base(f"daemon-{n}")
+        target = {"name": "drain", "url": url, "secret_key_file": str(key),
+                  "public_key": pub, "compression": params.compression}
+        try:
+            secs, totals = _daemon(nix, paths, target, work / f"daemon-{n}", wrap,
+                                   params.timeout_s)
+        except product.ProductUnavailable as exc:
+            result.notes.append(f"{cache} daemon: not measured: {exc}")
+            continue
+        runs["daemon"].append((secs, product.narinfo_count(cache_dir), totals))
     rows: list[dict[str, Any]] = []
-    url, cache_dir = base("single")
-    secs = _single(nix, paths, _url(url, key, params.compression), wrap)
-    rows.append(_row(cache, "single nix copy (ceiling)", len(paths), secs, nbytes,
-                     product.narinfo_count(cache_dir)))
-    url, cache_dir = base("daemon")
-    target = {"name": "drain", "url": url, "secret_key_file": str(key), "public_key": pub,
-              "compression": params.compression}
-    try:
-        secs, totals = _daemon(nix, paths, target, work / "daemon", wrap, params.timeout_s)
-        row = _row(cache, "nix-push-queue daemon", len(paths), secs, nbytes,
-                   product.narinfo_count(cache_dir))
-        row["queue"] = totals
-        rows.append(row)
-    except product.ProductUnavailable as exc:
-        result.notes.append(f"{cache} daemon: not measured: {exc}")
+    for key_, method in (("single", "single nix copy (ceiling)"),
+                         ("daemon", "nix-push-queue daemon")):
+        if runs[key_]:
+            best = min(runs[key_], key=lambda r: r[0])
+            row = _row(cache, method, len(paths), best[0], nbytes, best[1])
+            row["rounds_s"] = [round(r[0], 2) for r in runs[key_]]
+            row["queue"] = best[2]
+            rows.append(row)
     url, cache_dir = base("per-path")
     secs = _per_path(nix, paths, _url(url, key, params.compression), wrap)
     rows.append(_row(cache, "one nix copy per path", len(paths), secs, nbytes,
-                     product.narinfo_count(cache_dir)))
+                     product.narinfo_count(cache_dir)) | {"rounds_s": [round(secs, 2)]})
     ceiling = rows[0]["seconds"]
     for row in rows:
         if row["in_cache"] != len(paths):
             result.notes.append(f"{cache} {row['method']}: only {row['in_cache']} of "
                                 f"{len(paths)} narinfos in the cache")
         row["vs_ceiling"] = round(row["seconds"] / ceiling, 2) if ceiling else None
-        log(f"drain {cache} {row['method']}: {row['seconds']} s, {row['paths_per_s']} paths/s")
+        log(f"drain {cache} {row['method']}: {row['rounds_s']} s")
     result.rows.extend(rows)
 
 

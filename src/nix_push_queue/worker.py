@@ -137,7 +137,15 @@ class Worker:
         jobs = await self._claim_some(target, size)
         if jobs and len(jobs) < size and self._queue.batch_wait > 0:
             await self._clock.sleep(self._queue.batch_wait)
-            jobs += await self._claim_some(target, size - len(jobs))
+            try:
+                jobs += await self._claim_some(target, size - len(jobs))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The rows claimed first are inflight now: upload them rather than strand
+                # them until a restart (the fault suite's full-disk test caught that).
+                log.exception("target %s: claiming more for a batch failed; uploading the "
+                              "%d already claimed", target.name, len(jobs))
         return jobs
 
     async def _claim_some(self, target: Target, limit: int) -> list[Job]:

@@ -69,6 +69,7 @@ def test_sigkill_during_enqueue_and_drain(npq_daemon_factory: Any, nginx_cache: 
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_soak_sigkill(npq_daemon_factory: Any, nginx_cache: NginxCache,
                       tmp_path: Path) -> None:
     _run(npq_daemon_factory, nginx_cache, tmp_path, n=600, kills=60, name="soak: kill -9 x60")

@@ -53,6 +53,7 @@ def test_load_32_concurrent_hooks(npq_daemon_factory: Any, nginx_cache: NginxCac
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_soak_load_10000(npq_daemon_factory: Any, nginx_cache: NginxCache,
                          tmp_path: Path) -> None:
     _load(npq_daemon_factory, nginx_cache, tmp_path, 10_000,

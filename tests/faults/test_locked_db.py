@@ -52,6 +52,7 @@ def test_database_locked_by_another_process(npq_daemon_factory: Any, tmp_path: P
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_soak_database_locked_past_busy_timeout(npq_daemon_factory: Any,
                                                 tmp_path: Path) -> None:
     # Longer than the store's 30 s busy timeout: writes fail, and must be retried.

@@ -102,6 +102,7 @@ def test_packet_loss_30_percent(npq_daemon_factory: Any, cache_network: Network,
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_soak_packet_loss(npq_daemon_factory: Any, cache_network: Network,
                           tmp_path: Path) -> None:
     _lossy(npq_daemon_factory, cache_network, tmp_path, 100, "soak: 30% packet loss")

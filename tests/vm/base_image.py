@@ -69,8 +69,8 @@ def ensure_base(cache: Cache) -> BaseImage:
             log.info("building base image %s (debootstrap %s)", key, SUITE)
             with atomic_dir(final) as tmp:
                 _build(tmp, cache.root / "debs")
-            cache.prune("base-", keep=final)
         cache.touch(final)
+        cache.prune("base-", keep=final)
     return BaseImage(key, final / "disk.raw", final / "vmlinuz", final / "initrd.img")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nix_push_queue.errors import NpqError
 
-# Layers unused for this long are removed when a newer one of the same kind is built.
+# Layers of a kind unused for this long are removed whenever that kind is looked up.
 STALE_AFTER = 3600.0
 STAMP = ".last-used"
 

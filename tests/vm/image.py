@@ -71,8 +71,8 @@ def ensure_project(cache: Cache, base: BaseImage, repo: Path) -> ProjectImage:
             with atomic_dir(final) as tmp:
                 _build(tmp, base, repo)
             seconds = time.monotonic() - started
-            cache.prune("project-", keep=final)
         cache.touch(final)
+        cache.prune("project-", keep=final)
     return ProjectImage(key, base, final / "disk.qcow2", seconds)
 
 

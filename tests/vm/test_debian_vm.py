@@ -91,6 +91,13 @@ def test_power_loss_with_work_pending(debian: Machine) -> None:
     assert len(built) == 4
 
 
+def test_guide_check_step(debian: Machine) -> None:
+    """The guide's `check` step as root: `status` lists both targets, `verify` builds, waits
+    for the push, checks signatures, deletes and substitutes back for each (exit 0)."""
+    out = debian.succeed(doc.step("check"), timeout=900)
+    assert {"local", "http"} <= set(out.split())
+
+
 def test_security_exposure(debian: Machine) -> None:
     score = exposure(debian)
     print(f"systemd-analyze security {SERVICE}: exposure {score}")
