@@ -84,6 +84,9 @@ def sd_notify(address: str | None, message: str) -> bool:
     target = "\0" + address[1:] if address.startswith("@") else address
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Never block the event loop on the reader: once its queue is full (10 datagrams
+            # by default) a blocking send waits for it, and the daemon stops answering.
+            sock.setblocking(False)
             sock.connect(target)
             sock.sendall(message.encode())
     except OSError as exc:

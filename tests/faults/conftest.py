@@ -38,8 +38,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(FIGURES.table())
     doc = os.environ.get("NPQ_FAULTS_DOC")
     if doc:
+        markexpr = str(terminalreporter.config.getoption("markexpr", "") or "")
         note = (f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, "
                 f"Linux {platform.release()}, by `NPQ_FAULTS_DOC={doc} pytest tests/faults"
-                f"{' -m soak' if any('soak' in r.scenario for r in FIGURES.rows) else ''}`.")
+                f"{f' -m {markexpr!r}' if markexpr else ''}`.")
         FIGURES.write_doc(Path(doc), note)
         terminalreporter.write_line(f"figures written to {doc}")

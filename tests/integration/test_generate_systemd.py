@@ -102,3 +102,16 @@ def test_wrong_escaping_is_caught_by_the_verifier(tmp_path: Path) -> None:
     result = analyze("verify", "--man=no", *map(str, paths))
     assert result.returncode != 0
     assert "bin dir nix-push-queue.service $HOME/nix-push-queue is not executable" in result.stderr
+
+
+def test_static_user_with_supplementary_groups(tmp_path: Path) -> None:
+    # Debian's nix-daemon socket is open to the group nix-users only.
+    doc: dict[str, Any] = {
+        "targets": [{"name": "a", "url": "https://cache.example.org"}],
+        "service": {"user": "npq", "group": "npq", "supplementary_groups": ["nix-users"]},
+    }
+    tree = generate(load_document(doc), GenerateOptions(executable=real_executable(tmp_path)))
+    check_units(tree, tmp_path / "units")
+    service = tree["etc/systemd/system/nix-push-queue.service"]
+    assert "SupplementaryGroups=nix-users" in service.splitlines()
+    assert "DynamicUser=yes" not in service

@@ -98,6 +98,7 @@ class Metrics:
 class Service:
     user: str | None
     group: str | None
+    supplementary_groups: tuple[str, ...]
     log_level: LogLevel
 
 
@@ -188,6 +189,7 @@ def from_document(d: dict[str, Any]) -> Config:
         service=Service(
             user=d["service"]["user"],
             group=d["service"]["group"],
+            supplementary_groups=tuple(d["service"]["supplementary_groups"]),
             log_level=d["service"]["log_level"],
         ),
         document=d,

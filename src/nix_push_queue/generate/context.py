@@ -173,6 +173,7 @@ def service_context(config: Config, paths: Paths, check: Checker) -> dict[str, A
         "config_path": check.use("--config-path", paths.config, sd_exec),
         "user": config.service.user,
         "group": config.service.group,
+        "supplementary_groups": list(config.service.supplementary_groups),
         "state_directories": list(dict.fromkeys(state_dirs)),
         "home": check.use("queue.state_dir", config.queue.state_dir, sd_word),
         "cache_directory": CACHE_DIRECTORY,
