@@ -39,8 +39,9 @@ def test_quick_bench_writes_a_well_formed_report(tmp_path: Path, repo: Path) -> 
         assert result["rows"], f"{name} measured nothing: {result['notes']}"
         keys = [key for key, _ in result["columns"]]
         for row in result["rows"]:
-            assert set(keys) <= set(row) | {"detail", "spooled", "uploaded", "drain_s",
-                                            "in_cache", "p99_ms", "vs_ceiling"}, (name, row)
+            # Each row names what it measured and carries at least one figure.
+            assert row.get(keys[0]) not in (None, ""), (name, row)
+            assert any(isinstance(row.get(k), int | float) for k in keys[1:]), (name, row)
         assert not [n for n in result["notes"] if "not measured" in n], result["notes"]
 
     md = (out / "results.md").read_text()
