@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from nix_push_queue.errors import NixError
 from nix_push_queue.nixenv import IsolatedNix
 
 pytestmark = pytest.mark.integration
