@@ -128,9 +128,25 @@ class Worker:
                 if not self._stopping:
                     await self._wait_for_work(event, await self._idle_time(target))
                 continue
-            task = asyncio.create_task(self._run_batch(target, jobs))
-            self._uploads.add(task)
-            task.add_done_callback(self._uploads.discard)
+            for chunk in await self._spread(jobs):
+                task = asyncio.create_task(self._run_batch(target, chunk))
+                self._uploads.add(task)
+                task.add_done_callback(self._uploads.discard)
+
+    async def _spread(self, jobs: list[Job]) -> list[list[Job]]:
+        """Split a batch over upload slots that are idle right now (one slot is held already).
+
+        Nix 2.8 uploads a batch one path after another, so on a high-latency link parallel
+        `nix copy` runs finish a short queue several times sooner (see docs/benchmarks.md);
+        a full batch means a long queue, whose next claims keep the other slots busy."""
+        if len(jobs) >= self._queue.batch_size:
+            return [jobs]
+        slots = 1
+        while slots < len(jobs) and not self._slots.locked():
+            await self._slots.acquire()  # returns at once: the semaphore is not locked
+            slots += 1
+        size = -(-len(jobs) // slots)
+        return [jobs[i:i + size] for i in range(0, len(jobs), size)]
 
     async def _claim(self, target: Target) -> list[Job]:
         size = self._queue.batch_size

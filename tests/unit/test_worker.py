@@ -38,7 +38,7 @@ def queue(**kw: Any) -> Queue:
     retry = Retry(max_attempts=kw.pop("max_attempts", 5), initial_delay=5.0, max_delay=60.0,
                   jitter=kw.pop("jitter", 0.0))
     base = Queue(socket="/run/x.sock", socket_mode=0o660, socket_group=None, state_dir="/x",
-                 spool_dir="/x/spool", workers=2, batch_size=32, batch_wait=0.2,
+                 spool_dir="/x/spool", workers=1, batch_size=32, batch_wait=0.2,
                  upload_timeout=3600.0, stop_grace=30.0, retry=retry)
     return replace(base, **kw)
 
@@ -220,6 +220,39 @@ def test_concurrency_is_bounded_over_all_targets(store: QueueStore) -> None:
         assert up.max_running == 2
         assert len(up.calls) == 18
         assert {c.target for c in up.calls} == {"a", "b", "c"}
+        assert set(states(store).values()) == {("done", 0)}
+        await worker.stop(grace=1)
+
+    run(main())
+
+
+def test_a_short_queue_is_spread_over_idle_slots(store: QueueStore) -> None:
+    async def main() -> None:
+        clock = FakeClock(T0)
+        up = FakeUploader(clock, duration=10.0)
+        worker = make_worker(store, up, clock, workers=3, batch_wait=0.0)
+        store.enqueue([sp(i) for i in range(5)], ["t"], clock.now())
+        worker.start()
+        await clock.advance(1)
+        # three uploads at once instead of one batch of five behind two idle slots
+        assert sorted(len(c.paths) for c in up.calls) == [1, 2, 2]
+        assert up.max_running == 3
+        await clock.advance(20)
+        assert set(states(store).values()) == {("done", 0)}
+        await worker.stop(grace=1)
+
+    run(main())
+
+
+def test_a_long_queue_keeps_full_batches(store: QueueStore) -> None:
+    async def main() -> None:
+        clock = FakeClock(T0)
+        up = FakeUploader(clock, duration=10.0)
+        worker = make_worker(store, up, clock, workers=2, batch_size=4, batch_wait=0.0)
+        store.enqueue([sp(i) for i in range(16)], ["t"], clock.now())
+        worker.start()
+        await clock.advance(100)
+        assert [len(c.paths) for c in up.calls] == [4, 4, 4, 4]
         assert set(states(store).values()) == {("done", 0)}
         await worker.stop(grace=1)
 
