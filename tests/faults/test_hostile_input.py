@@ -27,7 +27,7 @@ from .wire import ERROR_CODES, Answer, connect, exchange, request
 
 pytestmark = pytest.mark.integration
 
-FUZZ = settings(max_examples=250, deadline=None, derandomize=False,
+FUZZ = settings(max_examples=250, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
