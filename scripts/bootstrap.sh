@@ -29,9 +29,11 @@ npq_sudo() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# npq_apt [pkg:command ...]: install the packages named (default: all of NPQ_APT_PACKAGES).
 npq_apt() {
-  local missing=() entry pkg cmd
-  for entry in "${NPQ_APT_PACKAGES[@]}" "$@"; do
+  local missing=() entry pkg cmd wanted=("$@")
+  [ "${#wanted[@]}" -gt 0 ] || wanted=("${NPQ_APT_PACKAGES[@]}")
+  for entry in "${wanted[@]}"; do
     pkg="${entry%%:*}"; cmd="${entry#*:}"
     if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then missing+=("$pkg"); fi
   done
