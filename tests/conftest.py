@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from nix_push_queue.nixenv import IsolatedNix
+
 # CI (CI=true) replays the same examples every run, so a red build is reproducible and never a
 # coin toss; developers get fresh random examples. The conftest reads the environment because
 # pytest's own option machinery has no place for it.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
-
-from nix_push_queue.nixenv import IsolatedNix
 
 REPO = Path(__file__).resolve().parent.parent
 
