@@ -1,5 +1,5 @@
 # expect: 4: : nix-instantiate failed
 let cacheDir = "/srv/cache"; in
 {
-  targets = [ { name = "cache"; url = "file://${cachedir}"; } ];
+  targets = [ { name = "cache"; url = "file://${cacheDir.path}"; } ];
 }
