@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -11,6 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nix_push_queue.nixenv import shell_derivation
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -111,16 +112,9 @@ def blob_derivation(name: str, size: int, nonce: str, deps: Iterable[str] = ()) 
 
     Random bytes: compression cannot shrink them, so every byte is really moved.
     """
-    deps = list(deps)
-    script = f"/usr/bin/head -c {size} /dev/urandom > $out; echo $nonce >> $out" + "".join(
-        f"; echo $dep{i} >> $out" for i in range(len(deps)))
-    dep_attrs = " ".join(f"dep{i} = {d};" for i, d in enumerate(deps))
-    return (
-        "builtins.derivation { "
-        f"name = {json.dumps(name)}; system = builtins.currentSystem; "
-        f"builder = \"/bin/sh\"; args = [ \"-c\" {json.dumps(script)} ]; "
-        f"nonce = {json.dumps(nonce)}; {dep_attrs} }}"
-    )
+    return shell_derivation(
+        name, f"/usr/bin/head -c {size} /dev/urandom > $out; echo $nonce >> $out",
+        attrs={"nonce": nonce}, deps=list(deps))
 
 
 def fmt(value: Any) -> str:

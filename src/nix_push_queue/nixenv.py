@@ -7,6 +7,7 @@ touches the host's /nix and tests do not see each other's paths.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -88,21 +89,26 @@ class IsolatedNix:
         return secret, public.read_text("utf-8").strip()
 
 
-def text_derivation(name: str, content: str, *, deps: Sequence[str] = ()) -> str:
-    """A Nix expression for a derivation that needs no nixpkgs: `/bin/sh` writes `content`.
+def shell_derivation(name: str, script: str, *, attrs: Mapping[str, str] | None = None,
+                     deps: Sequence[str] = ()) -> str:
+    """A Nix expression for a derivation that needs no nixpkgs: `/bin/sh -c script`.
 
-    `deps` are other expressions whose outputs become references of this one.
+    `attrs` become environment variables of the build; `deps` are other expressions whose
+    outputs are appended to `$out` as `$dep0`, `$dep1`, ..., so they become references.
+    Shell variables are written `$name`, never `${name}`: in a Nix string `${` interpolates.
     """
-    import json
-
-    # Shell variables are written `$name`, never `${name}`: in a Nix string `${` interpolates.
-    script = 'printf %s "$content" > $out' + "".join(
-        f"; echo $dep{i} >> $out" for i in range(len(deps))
-    )
+    script += "".join(f"; echo $dep{i} >> $out" for i in range(len(deps)))
+    env = " ".join(f"{key} = {json.dumps(value)};" for key, value in (attrs or {}).items())
     dep_attrs = " ".join(f"dep{i} = {d};" for i, d in enumerate(deps))
     return (
         "builtins.derivation { "
         f"name = {json.dumps(name)}; system = builtins.currentSystem; "
         f"builder = \"/bin/sh\"; args = [ \"-c\" {json.dumps(script)} ]; "
-        f"content = {json.dumps(content)}; {dep_attrs} }}"
+        f"{env} {dep_attrs} }}"
     )
+
+
+def text_derivation(name: str, content: str, *, deps: Sequence[str] = ()) -> str:
+    """A derivation whose output is `content`, then the paths of `deps` (its references)."""
+    return shell_derivation(name, 'printf %s "$content" > $out',
+                            attrs={"content": content}, deps=deps)
