@@ -12,10 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import spool, storepath
+from . import spool, storepath, wire
 from .errors import DaemonUnavailable, DeadLetters, NixError, ProtocolError, WaitTimeout
 from .protocol import (
-    MAX_LINE,
     ChangedReply,
     DropRequest,
     EnqueueReply,
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "/etc/nix-push-queue/config.json"
 REQUEST_TIMEOUT = 60.0  # an enqueue of 10,000 paths commits in well under this
-CHUNK = 2000  # paths per enqueue request: far below MAX_LINE for any store path length
 
 
 @dataclass(frozen=True)
@@ -71,13 +69,16 @@ class ControlClient:
     def request(self, request: Request) -> Reply:
         """Send one request; return its reply. ErrorReply becomes ProtocolError."""
         line = encode(request)
+        deadline = time.monotonic() + self.timeout
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(self.timeout)
                 sock.connect(self.socket_path)
                 sock.sendall(line)
-                reply_line = _read_line(sock)
-        except (OSError, TimeoutError) as exc:
+                reply_line, _ = wire.read_line(sock, b"", deadline)
+        except ValueError as exc:
+            raise ProtocolError(str(exc), "too_large") from exc
+        except OSError as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise DaemonUnavailable(
                 f"no answer from the daemon on {self.socket_path}: {reason or 'timed out'}"
@@ -94,9 +95,8 @@ class ControlClient:
     def enqueue(self, paths: Sequence[str], source: Source = "push") -> tuple[int, int]:
         """(rows queued, rows skipped), over as many requests as needed."""
         queued = skipped = 0
-        for start in range(0, len(paths), CHUNK):
-            chunk = tuple(paths[start:start + CHUNK])
-            reply = self.request(EnqueueRequest(chunk, source))
+        for chunk in wire.split_paths(paths):
+            reply = self.request(EnqueueRequest(tuple(chunk), source))
             if isinstance(reply, EnqueueReply):
                 queued, skipped = queued + reply.queued, skipped + reply.skipped
         return queued, skipped
@@ -116,18 +116,6 @@ class ControlClient:
     def _changed(self, request: Request) -> int:
         reply = self.request(request)
         return reply.changed if isinstance(reply, ChangedReply) else 0
-
-
-def _read_line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionResetError(0, "the daemon closed the connection without a reply")
-        data += chunk
-        if len(data) > MAX_LINE:
-            raise ProtocolError("reply too large", "too_large")
-    return data
 
 
 # -- push -----------------------------------------------------------------------------------

@@ -195,26 +195,6 @@ def build_outputs(out_paths: str, drv_path: str, settings: Settings, deadline: f
 # -- talking to the daemon -----------------------------------------------------------------
 
 
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("deadline passed")
-    return left
-
-
-def _read_line(sock: socket.socket, buf: bytes, deadline: float) -> tuple[bytes, bytes]:
-    while b"\n" not in buf:
-        if len(buf) > wire.MAX_LINE:
-            raise ValueError("reply longer than the protocol allows")
-        sock.settimeout(_remaining(deadline))
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the daemon closed the connection without a reply")
-        buf += chunk
-    line, _, rest = buf.partition(b"\n")
-    return line, rest
-
-
 def _check_reply(line: bytes) -> None:
     reply = wire.loads(line.decode("utf-8"))
     if not isinstance(reply, dict) or reply.get("v") != wire.VERSION:
@@ -232,13 +212,13 @@ def send(socket_path: str, lines: Sequence[bytes], deadline: float) -> tuple[int
     except OSError as exc:
         return 0, f"cannot create a socket: {exc}"
     try:
-        sock.settimeout(_remaining(deadline))
+        sock.settimeout(wire.remaining(deadline))
         sock.connect(socket_path)
         buf = b""
         for line in lines:
-            sock.settimeout(_remaining(deadline))
+            sock.settimeout(wire.remaining(deadline))
             sock.sendall(line)
-            reply, buf = _read_line(sock, buf, deadline)
+            reply, buf = wire.read_line(sock, buf, deadline)
             _check_reply(reply)
             acked += 1
         return acked, None

@@ -1,4 +1,4 @@
-"""The wire protocol's constants and the enqueue encoder, in plain stdlib.
+"""The wire protocol's constants, the enqueue encoder and the reply reader, in plain stdlib.
 
 The hook runs after every build and must not pay for `dataclasses` or `typing`, so the part of
 the protocol it needs lives here; protocol.py builds its typed messages on top of it. A unit
@@ -7,8 +7,11 @@ test checks that what `enqueue_lines` writes decodes with protocol.decode_reques
 
 from __future__ import annotations
 
+import time
+
 TYPE_CHECKING = False  # mypy reads this name as true; at run time `typing` stays unloaded
 if TYPE_CHECKING:
+    from _socket import socket
     from collections.abc import Sequence
     from typing import Any
 
@@ -84,14 +87,9 @@ def _dumps(obj: object) -> bytes:
     return _encode(obj).encode("utf-8") + b"\n"
 
 
-def enqueue_lines(
-    paths: Sequence[str], drv: str | None, source: str
-) -> list[tuple[list[str], bytes]]:
-    """Encode `paths` as one or more enqueue requests, each within MAX_LINE and MAX_PATHS.
-
-    Returns (paths of the chunk, encoded line) pairs so a caller can tell which paths a reply
-    acknowledged. 10,000 long store paths exceed 1 MiB, hence the byte budget as well.
-    """
+def split_paths(paths: Sequence[str], drv: str | None = None) -> list[list[str]]:
+    """Split `paths` into chunks that each fit one enqueue request: at most MAX_PATHS, and
+    within MAX_LINE once encoded (10,000 long store paths exceed 1 MiB)."""
     budget = MAX_LINE - _ENVELOPE - (len(_encode(drv)) if drv else 0)
     chunks: list[list[str]] = []
     current: list[str] = []
@@ -105,10 +103,47 @@ def enqueue_lines(
         used += cost
     if current:
         chunks.append(current)
+    return chunks
+
+
+def enqueue_lines(
+    paths: Sequence[str], drv: str | None, source: str
+) -> list[tuple[list[str], bytes]]:
+    """Encode `paths` as one or more enqueue requests (split_paths' chunks).
+
+    Returns (paths of the chunk, encoded line) pairs so a caller can tell which paths a reply
+    acknowledged.
+    """
     out = []
-    for chunk in chunks:
+    for chunk in split_paths(paths, drv):
         msg: dict[str, object] = {"v": VERSION, "op": "enqueue", "paths": chunk, "source": source}
         if drv is not None:
             msg["drv"] = drv
         out.append((chunk, _dumps(msg)))
     return out
+
+
+def remaining(deadline: float) -> float:
+    """Seconds left before `deadline` (time.monotonic), or TimeoutError."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left
+
+
+def read_line(sock: socket, buf: bytes, deadline: float) -> tuple[bytes, bytes]:
+    """Read one reply line (without its newline) by `deadline`; return it and what followed.
+
+    TimeoutError past the deadline, ConnectionError when the peer closes first, ValueError
+    when the reply grows past MAX_LINE.
+    """
+    while b"\n" not in buf:
+        if len(buf) > MAX_LINE:
+            raise ValueError("reply longer than the protocol allows")
+        sock.settimeout(remaining(deadline))
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the daemon closed the connection without a reply")
+        buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    return line, rest
