@@ -155,7 +155,7 @@ def _daemon_rows(workdir: Path, nix: IsolatedNix, paths: list[str], params: Para
         {"what": f"daemon CPU per path (own, {n} small paths)", "ms": (own1 - own0) / n * 1000,
          "p99_ms": None, "detail": f"drained in {secs:.1f} s, {n / secs:.0f} paths/s"},
         {"what": "nix children CPU per path", "ms": (kids1 - kids0) / n * 1000,
-         "p99_ms": None, "detail": "nix-store --check-validity + nix copy, reaped"},
+         "p99_ms": None, "detail": "nix path-info + nix copy, reaped"},
     ]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import nixcmd, spool
+from . import spool
 from .clock import RealClock
 from .config.model import Config, Target
 from .errors import DaemonError, NpqError
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 SPOOL_POLL = 1.0  # seconds between looks at the spool directory
 SPOOL_FORCE = 60.0  # ingest even without a visible directory change this often
 STATUS_EVERY = 10.0  # seconds between STATUS= updates to systemd
-SIZE_TIMEOUT = 60.0  # `nix path-info` for the bytes metric
 # Variables meant for this process only; `nix copy` children must not see them.
 _PRIVATE_ENV = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
                 "CREDENTIALS_DIRECTORY")
@@ -113,21 +111,11 @@ class Daemon:
         uploader = NixCopyUploader.from_config(
             config, self._child_env, resolve_keys(config.targets, options.credentials_dir))
         self.worker = Worker(self.store, uploader, config.targets, config.queue, RealClock(),
-                             metrics=self.metrics, sizer=self._nar_sizes)
+                             metrics=self.metrics)
         self.server = Server(self.intake, notify=self.worker.notify, metrics=self.metrics)
 
     def _stats(self) -> Mapping[str, TargetStats]:
         return self.store.stats(time.time(), self._names)
-
-    async def _nar_sizes(self, paths: Sequence[str]) -> dict[str, int]:
-        """NAR sizes of uploaded paths from the local store, for the bytes metric."""
-        argv = nixcmd.nix_argv(self.config.nix.nix_bin_dir, "path-info", "--json", *paths)
-        result = await nixcmd.run(argv, env=self._child_env, timeout=SIZE_TIMEOUT)
-        if not result.ok:
-            return {}
-        infos = json.loads(result.stdout)
-        return {i["path"]: int(i["narSize"]) for i in infos
-                if isinstance(i, dict) and "narSize" in i and "path" in i}
 
     def request_stop(self) -> None:
         self._stop.set()

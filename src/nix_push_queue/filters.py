@@ -43,6 +43,7 @@ class PathInfo:
     path: str
     references: tuple[str, ...]
     signatures: tuple[str, ...]
+    nar_size: int | None = None
 
     def signed_by(self, key_names: Iterable[str]) -> bool:
         """True if one signature (`NAME:BASE64`) carries one of these key names.
@@ -55,7 +56,9 @@ class PathInfo:
 
 
 def parse_path_infos(text: str) -> list[PathInfo]:
-    """Parse `nix path-info --json` (Nix 2.8: a list of objects, `signatures` optional)."""
+    """Parse `nix path-info --json` (Nix 2.8: a list of objects, `signatures` optional).
+
+    Paths not valid in the store (`"valid": false`) are left out."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -72,6 +75,7 @@ def parse_path_infos(text: str) -> list[PathInfo]:
             path=item["path"],
             references=tuple(str(r) for r in item.get("references", ())),
             signatures=tuple(str(s) for s in item.get("signatures", ())),
+            nar_size=item["narSize"] if isinstance(item.get("narSize"), int) else None,
         ))
     return infos
 

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -37,6 +37,7 @@ class UploadResult:
     message: str  # secrets redacted; first lines of nix's stderr
     gone: tuple[str, ...] = ()  # paths no longer valid in the local store
     skipped: tuple[str, ...] = ()  # filtered (excluded or upstream-signed); not uploaded
+    sizes: Mapping[str, int] = field(default_factory=dict)  # NAR bytes of uploaded paths
 
 
 class Uploader(Protocol):
@@ -181,14 +182,16 @@ class NixCopyUploader:
         roots = [p for p in roots if p not in skipped]
         gone: list[str] = []
         try:
-            gone = await self._invalid(roots, deadline, keys) if roots else []
-            roots = [p for p in roots if p not in gone]
+            # One `nix path-info` answers validity, signatures (the filter) and NAR sizes.
+            infos = {i.path: i for i in await self._path_infos(roots, deadline, keys)}
+            gone = [p for p in roots if p not in infos]
+            roots = [p for p in roots if p in infos]
             if gone:
                 log.info("%s: %d path(s) no longer in the local store: %s",
                          target.name, len(gone), " ".join(gone))
             if not roots:
                 return UploadResult("ok", "nothing to upload", tuple(gone), tuple(skipped))
-            roots, upstream_roots = await self._plan(target, roots, deadline, keys)
+            roots, upstream_roots = self._plan(roots, infos)
             skipped += upstream_roots
             if roots:
                 await self._sign(target, keys, roots, deadline)
@@ -197,8 +200,9 @@ class NixCopyUploader:
                 copied = 0
         except UploadFailed as exc:
             return UploadResult(exc.kind, str(exc), tuple(gone), tuple(skipped))
+        sizes = {p: size for p in roots if (size := infos[p].nar_size) is not None}
         return UploadResult("ok", f"copied {copied} path(s) to {redact(target.url)}",
-                            tuple(gone), tuple(skipped))
+                            tuple(gone), tuple(skipped), sizes)
 
     async def _run(self, argv: list[str], deadline: float, keys: TargetKeys,
                    what: str) -> nixcmd.CmdResult:
@@ -213,15 +217,21 @@ class NixCopyUploader:
             raise UploadFailed(kind, f"{what} {reason}: {summarize(result.stderr)}")
         return result
 
-    async def _invalid(self, roots: list[str], deadline: float,
-                       keys: TargetKeys) -> list[str]:
-        argv = [nixcmd.nix_program("nix-store", self._bin), "--check-validity",
-                "--print-invalid", *roots]
-        result = await self._run(argv, deadline, keys, "nix-store --check-validity")
-        return [line for line in result.stdout.splitlines() if line]
+    async def _path_infos(self, roots: list[str], deadline: float,
+                          keys: TargetKeys) -> list[filters.PathInfo]:
+        """The valid ones of `roots` with their signatures and sizes (Nix 2.8 lists an
+        invalid path as `"valid": false` and still exits 0)."""
+        if not roots:
+            return []
+        argv = nixcmd.nix_argv(self._bin, "path-info", "--json", *roots)
+        result = await self._run(argv, deadline, keys, "nix path-info")
+        try:
+            return filters.parse_path_infos(result.stdout)
+        except filters.PathInfoError as exc:
+            raise UploadFailed("transient", str(exc)) from exc
 
-    async def _plan(self, target: Target, roots: list[str], deadline: float,
-                     keys: TargetKeys) -> tuple[list[str], list[str]]:
+    def _plan(self, roots: list[str], infos: Mapping[str, filters.PathInfo]
+              ) -> tuple[list[str], list[str]]:
         """(roots to copy, roots skipped because an upstream cache serves them).
 
         Only roots are filtered: measured on Nix 2.8, a binary cache refuses a path whose
@@ -229,16 +239,8 @@ class NixCopyUploader:
         valid"), even with `nix copy --no-recursive`; and a store (ssh) must hold whole
         closures. So an upstream-signed dependency of a kept path is still copied (once).
         """
-        names = self._filters.skip_signed_by
-        if not names:
-            return roots, []
-        argv = nixcmd.nix_argv(self._bin, "path-info", "--json", *roots)
-        result = await self._run(argv, deadline, keys, "nix path-info")
-        try:
-            infos = filters.parse_path_infos(result.stdout)
-        except filters.PathInfoError as exc:
-            raise UploadFailed("transient", str(exc)) from exc
-        upstream = filters.upstream_signed(infos, names)
+        upstream = filters.upstream_signed((infos[p] for p in roots),
+                                           self._filters.skip_signed_by)
         return [p for p in roots if p not in upstream], [p for p in roots if p in upstream]
 
     async def _sign(self, target: Target, keys: TargetKeys, roots: list[str],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .clock import Clock
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 Offload = Callable[..., Awaitable[Any]]
 # Store path -> NAR bytes of uploaded paths, for metrics (the daemon asks `nix path-info`).
-Sizer = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
 
 # An idle target loop wakes on enqueue, when the store's next backoff expires, and at least
 # this often as a safety net.
@@ -57,7 +56,7 @@ class Worker:
     def __init__(self, store: QueueStore, uploader: Uploader, targets: Sequence[Target],
                  queue: Queue, clock: Clock, *, metrics: WorkerMetrics | None = None,
                  rand: Callable[[], float] = random.random,
-                 offload: Offload = asyncio.to_thread, sizer: Sizer | None = None) -> None:
+                 offload: Offload = asyncio.to_thread) -> None:
         self._store = store
         self._uploader = uploader
         self._targets = tuple(targets)
@@ -66,7 +65,6 @@ class Worker:
         self._metrics = metrics
         self._rand = rand
         self._offload = offload
-        self._sizer = sizer
         self._slots = asyncio.Semaphore(queue.workers)
         self._events = {t.name: asyncio.Event() for t in self._targets}
         self._loops: list[asyncio.Task[None]] = []
@@ -246,7 +244,7 @@ class Worker:
         if result.kind != "ok":
             self._report(target, result.kind, len(paths), now - started, None)
             return result, rest
-        sizes = await self._sizes(rest)
+        sizes = self._sizes(rest, result.sizes)
         if rest:
             await self._offload(self._store.complete, [j.id for j in rest], now,
                                 sizes=sizes or None)
@@ -257,19 +255,11 @@ class Worker:
         self._report(target, "ok", len(paths), now - started, nbytes)
         return result, []
 
-    async def _sizes(self, jobs: Sequence[Job]) -> dict[int, int]:
-        """NAR sizes by row id, for metrics; {} when unknown (never fails an upload)."""
-        known = {j.id: j.size for j in jobs if j.size is not None}
-        missing = [j for j in jobs if j.size is None]
-        if self._sizer is None or not missing:
-            return known
-        try:
-            by_path = await self._sizer([j.path for j in missing])
-        except Exception as exc:
-            log.debug("NAR sizes unavailable: %s", exc)
-            return known
-        known.update({j.id: by_path[j.path] for j in missing if j.path in by_path})
-        return known
+    @staticmethod
+    def _sizes(jobs: Sequence[Job], uploaded: Mapping[str, int]) -> dict[int, int]:
+        """NAR sizes by row id, for metrics: recorded ones, else what the uploader saw."""
+        return {j.id: size for j in jobs
+                if (size := j.size if j.size is not None else uploaded.get(j.path)) is not None}
 
     def _report(self, target: Target, kind: str, paths: int, seconds: float,
                 nbytes: int | None) -> None:

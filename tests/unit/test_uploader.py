@@ -116,13 +116,26 @@ def test_timeout_is_transient() -> None:
     assert classify(_result("error: whatever corrupt", 0, timed_out=True)) == "transient"
 
 
-def _fake_nix(bin_dir: Path, body: str) -> None:
-    """Stand-in `nix` and `nix-store` programs: everything valid, `nix copy` runs `body`."""
+def _fake_nix(bin_dir: Path, body: str, invalid: tuple[str, ...] = ()) -> None:
+    """Stand-in `nix`: `nix path-info --json` reports every path valid (but `invalid`), with
+    a size; any other command (`nix copy`) runs `body`."""
     bin_dir.mkdir()
-    (bin_dir / "nix-store").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "nix").write_text(f"#!/bin/sh\n{body}\n")
-    for prog in bin_dir.iterdir():
-        prog.chmod(0o755)
+    gone = " ".join(invalid)
+    (bin_dir / "nix").write_text(f"""#!/bin/sh
+if [ "$3" = path-info ]; then
+  shift 4; sep=""; printf '['
+  for p; do
+    case " {gone} " in
+      *" $p "*) printf '%s{{"path":"%s","valid":false}}' "$sep" "$p" ;;
+      *) printf '%s{{"path":"%s","narSize":100,"references":[]}}' "$sep" "$p" ;;
+    esac
+    sep=","
+  done
+  printf ']'; exit 0
+fi
+{body}
+""")
+    (bin_dir / "nix").chmod(0o755)
 
 
 def _uploader(bin_dir: Path, timeout: float = 60) -> NixCopyUploader:
@@ -193,12 +206,12 @@ def test_excluded_and_gone_paths_are_not_copied(tmp_path: Path) -> None:
     keep = "/nix/store/" + "k" * 32 + "-keep"
     drv = "/nix/store/" + "d" * 32 + "-thing.drv"
     bin_dir = tmp_path / "bin"
-    _fake_nix(bin_dir, f'echo "$@" >> {log}')
-    (bin_dir / "nix-store").write_text(f"#!/bin/sh\necho {gone}\n")
+    _fake_nix(bin_dir, f'echo "$@" >> {log}', invalid=(gone,))
     uploader = NixCopyUploader(filters=Filters(("*.drv",), ()), timeout=60,
                                env={"PATH": "/bin"}, nix_bin_dir=str(bin_dir))
     result = asyncio.run(uploader.upload(_target("file:///c"), [keep, gone, drv, keep]))
     assert result.kind == "ok"
     assert result.gone == (gone,) and result.skipped == (drv,)
+    assert result.sizes == {keep: 100}
     assert log.read_text().split() == [
         "--extra-experimental-features", "nix-command", "copy", "--to", "file:///c", keep]

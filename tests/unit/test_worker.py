@@ -363,16 +363,17 @@ class RecordingMetrics:
 def test_metrics_and_sizes_are_reported(store: QueueStore) -> None:
     bad = sp(3)
 
-    async def sizer(paths: Sequence[str]) -> dict[str, int]:
-        return {p: 100 for p in paths}
+    def result(paths: Sequence[str]) -> UploadResult:
+        if bad in paths:
+            return UploadResult("permanent", "x")
+        return UploadResult("ok", "x", sizes={p: 100 for p in paths})
 
     async def main() -> RecordingMetrics:
         clock = FakeClock(T0)
-        up = FakeUploader(clock, lambda paths: UploadResult(
-            "permanent" if bad in paths else "ok", "x"))
+        up = FakeUploader(clock, result)
         metrics = RecordingMetrics()
         worker = Worker(store, up, (target(),), queue(batch_wait=0.0), clock,
-                        metrics=metrics, rand=lambda: 0.5, offload=direct, sizer=sizer)
+                        metrics=metrics, rand=lambda: 0.5, offload=direct)
         store.enqueue([sp(1), sp(2), bad, sp(4)], ["t"], clock.now())
         worker.start()
         await clock.advance(1)
