@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 
 from . import product
 from .cachehost import Network, Profile

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nix_push_queue.nixenv import shell_derivation
+from nix_push_queue.nix.isolated import shell_derivation
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024

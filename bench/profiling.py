@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 
 from . import product, scale
 from .common import BenchResult, call, summary_ms

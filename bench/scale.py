@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 
 from . import product
 from .common import BenchResult, call, rss_kib, summary_ms

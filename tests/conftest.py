@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 
 # CI (CI=true) replays the same examples every run, so a red build is reproducible and never a
 # coin toss; developers get fresh random examples. The conftest reads the environment because

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from nix_push_queue import spool
+from nix_push_queue.wire import spool
 from tests.fixtures.daemon import DaemonHarness
 from tests.fixtures.faults import fill_disk, mount_tmpfs, needs_root, wait_for
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue.nixenv import text_derivation
+from nix_push_queue.nix.isolated import text_derivation
 from tests.fixtures.daemon import DaemonHarness
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue.spool import write_spool
+from nix_push_queue.wire.spool import write_spool
 from tests.fixtures.daemon import DaemonHarness
 from tests.fixtures.nginx import NginxCache
 

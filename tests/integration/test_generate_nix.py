@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nix_push_queue.nixenv import IsolatedNix, text_derivation
+from nix_push_queue.nix.isolated import IsolatedNix, text_derivation
 
 pytestmark = pytest.mark.integration
 NIXOS_KEY = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue import hook
-from nix_push_queue.nixenv import IsolatedNix, text_derivation
+from nix_push_queue.client import hook
+from nix_push_queue.nix.isolated import IsolatedNix, text_derivation
 from tests.fixtures.fake_daemon import FakeDaemon, Mode
 
 pytestmark = pytest.mark.integration

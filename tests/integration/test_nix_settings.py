@@ -17,7 +17,7 @@ import pytest
 from nix_push_queue.config import load_document
 from nix_push_queue.config.source import read_source
 from nix_push_queue.generate import FRAGMENT, GenerateOptions, generate
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 from tests.fixtures.local_machine import (
     Builder,
     make_builder,

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 
 from ..fixtures.nginx import NginxCache
 from ..fixtures.sshd import SshServer

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue.nixenv import IsolatedNix
-from nix_push_queue.uploader import TargetKeys
+from nix_push_queue.daemon.uploader import TargetKeys
+from nix_push_queue.nix.isolated import IsolatedNix
 
 from ..fixtures.nginx import NginxCache
 from ..fixtures.sshd import SshServer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 
 from ..fixtures.sshd import SshServer
 from ..fixtures.upload import (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nix_push_queue import cli
-from nix_push_queue.nixenv import IsolatedNix
+from nix_push_queue.nix.isolated import IsolatedNix
 
 pytestmark = pytest.mark.integration
 BROKEN = Path(__file__).parents[1] / "data/broken"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from nix_push_queue.client.control import ControlClient
 from nix_push_queue.config import load_config
-from nix_push_queue.control import ControlClient
 from nix_push_queue.errors import VerifyFailed
-from nix_push_queue.verify import Context, Procedure
+from nix_push_queue.verify.procedure import Context, Procedure
 
 from ..fixtures.daemon import DaemonHarness
 from ..fixtures.nginx import NginxCache

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nix_push_queue.filters import (
+from nix_push_queue.daemon.filters import (
     PathInfo,
     PathInfoError,
     excluded,

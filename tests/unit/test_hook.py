@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue import hook, protocol
+from nix_push_queue.client import hook
 from nix_push_queue.commands import hook as hook_cmd
 from nix_push_queue.config.schema import load_schema
+from nix_push_queue.wire import protocol
 from tests.fixtures.fake_daemon import FakeDaemon, Mode
 
 STORE = "/nix/store"
@@ -158,7 +159,7 @@ def test_main_fast_exits_zero_on_anything(monkeypatch: pytest.MonkeyPatch,
 
 HEAVY = ("argparse", "logging", "typing", "dataclasses", "asyncio", "jsonschema", "jinja2",
          "yaml", "sqlite3", "subprocess", "pathlib", "nix_push_queue.config",
-         "nix_push_queue.protocol", "nix_push_queue.errors")
+         "nix_push_queue.wire.protocol", "nix_push_queue.errors")
 
 
 @pytest.mark.parametrize("how", ["out_paths", "drv_path"])
@@ -179,6 +180,6 @@ def test_hook_imports_nothing_heavy(tmp_path: Path, how: str) -> None:
         env=env, capture_output=True, text=True, timeout=120, check=True)
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "nix_push_queue.hook" in imported  # the measurement works
+    assert "nix_push_queue.client.hook" in imported  # the measurement works
     assert sorted(m for m in imported if m.startswith(HEAVY)) == []
     assert spooled(tmp_path) == [out]

@@ -1,7 +1,7 @@
 """The hook's json-free codec and re-free .drv parsing agree with json and the old regex.
 
 bench/profiling.py showed `json`, `re` and `socket` (through enum) as a third of the hook's
-run; wire.py and hook.py now use the C accelerators and plain string scanning instead. These
+run; framing.py and hook.py now use the C accelerators and plain string scanning instead. These
 tests pin that the output is unchanged and that the heavy modules stay out.
 """
 
@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nix_push_queue import hook, wire
+from nix_push_queue.client import hook
+from nix_push_queue.wire import framing
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -29,19 +30,19 @@ json_values = st.recursive(
 
 @given(json_values)
 def test_encode_is_compact_json_dumps(value: object) -> None:
-    assert wire._encode(value) == json.dumps(value, separators=(",", ":"))
+    assert framing._encode(value) == json.dumps(value, separators=(",", ":"))
 
 
 @given(json_values | st.floats(allow_nan=False, allow_infinity=False))
 def test_loads_is_json_loads(value: object) -> None:
     for text in (json.dumps(value), " " + json.dumps(value, indent=2) + "\n"):
-        assert wire.loads(text) == json.loads(text)
+        assert framing.loads(text) == json.loads(text)
 
 
 @pytest.mark.parametrize("text", ["", "{", '{"a":1} x', "[1,]", "NaN", '{"a":Infinity}', "nul"])
 def test_loads_rejects_what_is_not_one_json_document(text: str) -> None:
     with pytest.raises(ValueError):
-        wire.loads(text)
+        framing.loads(text)
 
 
 # The regex the hook used before; the scanner must accept and extract exactly the same.
@@ -80,6 +81,6 @@ def test_hook_loads_no_json_re_or_socket(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=True)
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "nix_push_queue.hook" in imported
+    assert "nix_push_queue.client.hook" in imported
     assert imported & {"json", "re", "socket", "enum", "selectors"} == set()
     assert [p.read_text().split() for p in (tmp_path / "sp").glob("*.spool")] == [[out]]

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nix_push_queue import protocol, wire
 from nix_push_queue.errors import ProtocolError
-from nix_push_queue.protocol import (
+from nix_push_queue.wire import framing, protocol
+from nix_push_queue.wire.protocol import (
     ChangedReply,
     DropRequest,
     EnqueueReply,
@@ -111,14 +111,14 @@ def test_decode_errors_are_specific(line: bytes, code: str, words: str) -> None:
 
 
 def test_size_limits() -> None:
-    too_many = json.dumps({"v": 1, "op": "enqueue", "paths": ["/x"] * (wire.MAX_PATHS + 1)})
+    too_many = json.dumps({"v": 1, "op": "enqueue", "paths": ["/x"] * (framing.MAX_PATHS + 1)})
     with pytest.raises(ProtocolError) as info:
         decode_request(too_many.encode())
     assert (info.value.code, info.value.field) == ("too_large", "paths")
     at_limit = decode_request(too_many.replace('"/x",', "", 1).encode())
     assert isinstance(at_limit, EnqueueRequest) and len(at_limit.paths) == 10_000
 
-    huge = b'{"v": 1, "op": "ping", "pad": "' + b"x" * wire.MAX_LINE + b'"}'
+    huge = b'{"v": 1, "op": "ping", "pad": "' + b"x" * framing.MAX_LINE + b'"}'
     with pytest.raises(ProtocolError) as info:
         decode_request(huge)
     assert info.value.code == "too_large"
@@ -147,18 +147,19 @@ def test_wire_enqueue_lines_decode_as_requests() -> None:
     """The hook's stdlib encoder and the typed decoder agree, and chunks respect both limits."""
     drv = "/nix/store/" + "d" * 32 + "-x.drv"
     long_paths = [f"/nix/store/{i:032d}-" + "n" * 211 for i in range(12_000)]
-    chunks = wire.enqueue_lines(long_paths, drv, "hook")
+    chunks = framing.enqueue_lines(long_paths, drv, "hook")
     assert len(chunks) > 2
     seen: list[str] = []
     for paths, line in chunks:
-        assert len(line) <= wire.MAX_LINE
+        assert len(line) <= framing.MAX_LINE
         decoded = decode_request(line)
         assert decoded == EnqueueRequest(tuple(paths), "hook", drv)
         seen += paths
     assert seen == long_paths
     short = [f"/nix/store/{i:032d}-x" for i in range(25_000)]
-    assert [len(p) for p, _ in wire.enqueue_lines(short, None, "push")] == [10_000, 10_000, 5_000]
-    assert wire.enqueue_lines([], None, "hook") == []
+    lines = framing.enqueue_lines(short, None, "push")
+    assert [len(p) for p, _ in lines] == [10_000, 10_000, 5_000]
+    assert framing.enqueue_lines([], None, "hook") == []
 
 
 json_values = st.recursive(

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from nix_push_queue.daemon.listen import bind_socket, inherited_socket
+from nix_push_queue.daemon.server import Intake, Server
+from nix_push_queue.daemon.store import QueueStore
 from nix_push_queue.errors import DaemonError
-from nix_push_queue.listen import bind_socket, inherited_socket
-from nix_push_queue.protocol import MAX_LINE
-from nix_push_queue.queue.store import QueueStore
-from nix_push_queue.server import Intake, Server
+from nix_push_queue.wire.protocol import MAX_LINE
 
 STORE = "/nix/store"
 

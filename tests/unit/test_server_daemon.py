@@ -9,8 +9,8 @@ from pathlib import Path
 
 from nix_push_queue.commands.daemon import listen_fds
 from nix_push_queue.config.model import Target
-from nix_push_queue.daemon import child_env, resolve_keys, sd_notify
-from nix_push_queue.uploader import TargetKeys
+from nix_push_queue.daemon.main import child_env, resolve_keys, sd_notify
+from nix_push_queue.daemon.uploader import TargetKeys
 
 
 def target(name: str, secret: str | None = "/etc/nix/key.sec") -> Target:

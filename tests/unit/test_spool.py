@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue import spool
 from nix_push_queue.errors import SpoolError
+from nix_push_queue.wire import spool
 
 STORE = "/nix/store"
 

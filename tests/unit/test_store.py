@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from nix_push_queue.daemon.store import SCHEMA_VERSION, QueueStore, TargetStats
 from nix_push_queue.errors import QueueError
-from nix_push_queue.queue.store import SCHEMA_VERSION, QueueStore, TargetStats
 
 
 def sp(i: int, name: str = "p") -> str:

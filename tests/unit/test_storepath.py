@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nix_push_queue.storepath import (
+from nix_push_queue.nix.storepath import (
     MAX_NAME_LEN,
     NAME_CHARS,
     NIX_BASE32,

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from nix_push_queue import nixcmd
 from nix_push_queue.config import Target, load_document
 from nix_push_queue.config.model import Filters
-from nix_push_queue.uploader import (
+from nix_push_queue.daemon.uploader import (
     NixCopyUploader,
     TargetKeys,
     classify,
@@ -22,6 +21,7 @@ from nix_push_queue.uploader import (
     store_url,
     summarize,
 )
+from nix_push_queue.nix import runner
 
 
 def _target(url: str, **extra: object) -> Target:
@@ -85,8 +85,8 @@ def test_summarize_keeps_the_reason_ssh_gave() -> None:
         "remote store 'ssh-ng://127.0.0.1': error: unexpected end-of-file")
 
 
-def _result(stderr: str, code: int = 1, timed_out: bool = False) -> nixcmd.CmdResult:
-    return nixcmd.CmdResult(("nix",), code, "", stderr, timed_out)
+def _result(stderr: str, code: int = 1, timed_out: bool = False) -> runner.CmdResult:
+    return runner.CmdResult(("nix",), code, "", stderr, timed_out)
 
 
 @pytest.mark.parametrize(("stderr", "code", "kind"), [

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from nix_push_queue.clock import FakeClock
 from nix_push_queue.config.model import Queue, Retry, Target
-from nix_push_queue.queue.store import QueueStore
-from nix_push_queue.uploader import UploadResult
-from nix_push_queue.worker import Worker, backoff_delay
+from nix_push_queue.daemon.clock import FakeClock
+from nix_push_queue.daemon.store import QueueStore
+from nix_push_queue.daemon.uploader import UploadResult
+from nix_push_queue.daemon.worker import Worker, backoff_delay
 
 T0 = 1_000_000.0
 

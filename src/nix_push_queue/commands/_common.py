@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..control import DEFAULT_CONFIG, ControlClient, Endpoint, endpoint
+from ..client.control import DEFAULT_CONFIG, ControlClient, Endpoint, endpoint
 
 
 def add_endpoint_args(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..control import DEFAULT_CONFIG
+from ..client.control import DEFAULT_CONFIG
 
 SD_LISTEN_FDS_START = 3
 
@@ -39,8 +39,8 @@ def listen_fds(env: Mapping[str, str], pid: int) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ..config import load_config
-    from ..daemon import DaemonOptions
-    from ..daemon import run as run_daemon
+    from ..daemon.main import DaemonOptions
+    from ..daemon.main import run as run_daemon
 
     config = load_config(args.config)
     if not args.verbose:

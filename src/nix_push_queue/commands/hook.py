@@ -76,7 +76,7 @@ def main_fast(argv: Sequence[str], env: Mapping[str, str]) -> int:
 
             sys.stdout.write(USAGE)
             return 0
-        from .. import hook
+        from ..client import hook
 
         given, config, problems = parse_argv(argv)
         for problem in problems:
@@ -85,7 +85,7 @@ def main_fast(argv: Sequence[str], env: Mapping[str, str]) -> int:
         hook.run(settings, env.get("OUT_PATHS", ""), env.get("DRV_PATH", ""), env)
     except BaseException as exc:  # whatever happens, Nix must keep building
         try:
-            from ..hook import log
+            from ..client.hook import log
 
             log(f"unexpected error: {type(exc).__name__}: {exc}")
         except BaseException:  # noqa: S110 - even logging may fail; exit 0 anyway

@@ -25,7 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ..control import push, store_paths, wait_drained
+    from ..client.control import push, store_paths, wait_drained
 
     client, ep = connect(args)
     paths = store_paths(args.paths, ep, closure=args.closure)

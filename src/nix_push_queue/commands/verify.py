@@ -35,7 +35,7 @@ def _write(text: str) -> None:
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     started = time.monotonic()
     if args.config is None:
-        from ..verify_embedded import run as run_embedded
+        from ..verify.embedded import run as run_embedded
 
         if args.target:
             _write("--target needs --config; the embedded default has one target\n")
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                      temp_dir=env.get("TMPDIR"))
     else:
         from ..config import load_config
-        from ..verify import run_with_config
+        from ..verify.procedure import run_with_config
 
         config = load_config(args.config)
         run_with_config(config, args.target, env, timeout=args.timeout, write=_write)

@@ -18,7 +18,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ..control import wait_drained
+    from ..client.control import wait_drained
 
     client, ep = connect(args)
     stats = wait_drained(client, timeout=args.timeout, spool_dir=ep.spool_dir)

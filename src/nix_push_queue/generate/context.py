@@ -15,15 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from ..config import Config, Target
 from ..errors import ConfigProblem
-from .escape import (
-    Unrepresentable,
-    nix_word,
-    sd_exec,
-    sd_exec_path,
-    sd_plain,
-    sd_word,
-    sh_word,
-)
+from .escape import Unrepresentable, nix_word, sd_exec, sd_exec_path, sd_plain, sd_word, sh_word
 
 Flavor = Literal["debian", "nixos"]
 Filter = Callable[[object], str]

@@ -20,15 +20,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import spool
+from ..config.model import Config, Target
+from ..errors import DaemonError, NpqError
+from ..wire import spool
+from ..wire.protocol import TargetStats
 from .clock import RealClock
-from .config.model import Config, Target
-from .errors import DaemonError, NpqError
 from .listen import bind_socket, inherited_socket, socket_inode, unlink_socket
 from .metrics import DaemonMetrics
-from .protocol import TargetStats
-from .queue.store import QueueStore
 from .server import Intake, Server
+from .store import QueueStore
 from .uploader import NixCopyUploader, TargetKeys
 from .worker import Worker
 

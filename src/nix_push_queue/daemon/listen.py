@@ -13,7 +13,7 @@ import os
 import socket
 import stat
 
-from .errors import DaemonError
+from ..errors import DaemonError
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from ..config.model import Queue, Retry, Target
 from .clock import Clock
-from .config.model import Queue, Retry, Target
-from .queue.store import Job, QueueStore
+from .store import Job, QueueStore
 from .uploader import Uploader, UploadResult
 
 log = logging.getLogger(__name__)

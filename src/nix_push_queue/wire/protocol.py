@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from .errors import ProtocolError
-from .wire import MAX_LINE, MAX_PATHS, VERSION
+from ..errors import ProtocolError
+from .framing import MAX_LINE, MAX_PATHS, VERSION
 
 __all__ = [
     "MAX_LINE",

@@ -21,7 +21,7 @@ TYPE_CHECKING = False  # mypy reads this name as true; at run time `typing` stay
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from .errors import SpoolError
+    from ..errors import SpoolError
 
 SUFFIX = ".spool"
 _TMP_PREFIX = "."
@@ -87,7 +87,7 @@ def _unlink_quietly(path: str) -> None:
 
 
 def _spool_error(directory: str, what: str, exc: OSError) -> SpoolError:
-    from .errors import SpoolError
+    from ..errors import SpoolError
 
     code = errno.errorcode.get(exc.errno or 0, "?")
     hint = {
@@ -125,7 +125,7 @@ def spool_files(spool_dir: str | os.PathLike[str]) -> list[str]:
 def parse_spool(data: bytes, store_dir: str | None) -> tuple[list[str], list[str]]:
     """(valid paths, bad lines) of one file's content. A last line without its newline is
     torn and counts as bad; with `store_dir`, lines that are not store paths are bad."""
-    from . import storepath
+    from ..nix import storepath
 
     lines = data.split(b"\n")
     tail = lines.pop()

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, load_document
-from .control import ControlClient
-from .errors import NpqError, VerifyFailed
-from .nixenv import IsolatedNix
-from .verify import Context, Procedure, daemon_view, describe_target
+from ..client.control import ControlClient
+from ..config import Config, load_document
+from ..errors import NpqError, VerifyFailed
+from ..nix.isolated import IsolatedNix
+from .procedure import Context, Procedure, daemon_view, describe_target
 
 DAEMON_START_TIMEOUT = 60.0
 DAEMON_STOP_TIMEOUT = 30.0

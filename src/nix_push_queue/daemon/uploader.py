@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from . import filters, nixcmd
-from .config.model import Config, Filters, Target
-from .errors import NpqError
+from ..config.model import Config, Filters, Target
+from ..errors import NpqError
+from ..nix import runner
+from . import filters
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ _HTTP_STATUS = re.compile(r"http error (\d{3})")
 _RETRYABLE_4XX = frozenset({408, 409, 423, 425, 429})
 
 
-def classify(result: nixcmd.CmdResult, key_paths: Sequence[str] = ()) -> UploadKind:
+def classify(result: runner.CmdResult, key_paths: Sequence[str] = ()) -> UploadKind:
     """ok / transient / permanent from exit status and stderr. When unsure: transient."""
     if result.ok:
         return "ok"
@@ -205,12 +206,12 @@ class NixCopyUploader:
                             tuple(gone), tuple(skipped), sizes)
 
     async def _run(self, argv: list[str], deadline: float, keys: TargetKeys,
-                   what: str) -> nixcmd.CmdResult:
+                   what: str) -> runner.CmdResult:
         env = dict(self._env)
         if keys.credentials:
             env["AWS_SHARED_CREDENTIALS_FILE"] = keys.credentials
         log.debug("running %s", redact(" ".join(argv[:6])))
-        result = await nixcmd.run(argv, env=env, timeout=deadline - time.monotonic())
+        result = await runner.run(argv, env=env, timeout=deadline - time.monotonic())
         kind = classify(result, keys.paths())
         if kind != "ok":
             reason = "timed out" if result.timed_out else f"exited {result.returncode}"
@@ -223,7 +224,7 @@ class NixCopyUploader:
         invalid path as `"valid": false` and still exits 0)."""
         if not roots:
             return []
-        argv = nixcmd.nix_argv(self._bin, "path-info", "--json", *roots)
+        argv = runner.nix_argv(self._bin, "path-info", "--json", *roots)
         result = await self._run(argv, deadline, keys, "nix path-info")
         try:
             return filters.parse_path_infos(result.stdout)
@@ -248,7 +249,7 @@ class NixCopyUploader:
         """Stores (ssh) take signatures from the local paths: sign the closure first."""
         if target.is_binary_cache or not keys.secret_key:
             return
-        argv = nixcmd.nix_argv(self._bin, "store", "sign", "--recursive",
+        argv = runner.nix_argv(self._bin, "store", "sign", "--recursive",
                                "--key-file", keys.secret_key, *roots)
         await self._run(argv, deadline, keys, "nix store sign")
 
@@ -258,7 +259,7 @@ class NixCopyUploader:
         if self._filters.skip_signed_by and not target.is_binary_cache:
             # Let the remote store fetch upstream paths from its own substituters.
             flags = ["--substitute-on-destination"]
-        argv = nixcmd.nix_argv(self._bin, "copy", *flags, "--to", store_url(target, keys), *roots)
+        argv = runner.nix_argv(self._bin, "copy", *flags, "--to", store_url(target, keys), *roots)
         result = await self._run(argv, deadline, keys, "nix copy")
         # "copying N paths..." counts what the target was missing, closure included.
         match = _COPIED.search(result.stderr)

@@ -19,10 +19,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import storepath
-from .errors import ProtocolError
-from .filters import excluded
-from .protocol import (
+from ..errors import ProtocolError
+from ..nix import storepath
+from ..wire.protocol import (
     MAX_LINE,
     ChangedReply,
     DropRequest,
@@ -39,7 +38,8 @@ from .protocol import (
     decode_request,
     encode,
 )
-from .queue.store import QueueStore
+from .filters import excluded
+from .store import QueueStore
 
 log = logging.getLogger(__name__)
 

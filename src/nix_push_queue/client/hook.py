@@ -17,7 +17,8 @@ import os
 import sys
 import time
 
-from . import spool, storepath, wire
+from ..nix import storepath
+from ..wire import framing, spool
 
 TYPE_CHECKING = False  # mypy reads this name as true; at run time `typing` stays unloaded
 if TYPE_CHECKING:
@@ -63,9 +64,9 @@ class Settings:
 
 def _schema_defaults() -> dict[str, object]:
     """Defaults live only in the schema; read it with plain json (no jsonschema here)."""
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(here, "config", "config.schema.json"), encoding="utf-8") as f:
-        defs = wire.loads(f.read())["$defs"]
+        defs = framing.loads(f.read())["$defs"]
     return {key: defs[section]["properties"][prop].get("default")
             for key, (section, prop) in _SCHEMA_PLACES.items()}
 
@@ -74,7 +75,7 @@ def _from_config(path: str) -> dict[str, object]:
     """The settings found in the daemon's config.json; unreadable -> logged, none."""
     try:
         with open(path, encoding="utf-8") as f:
-            doc = wire.loads(f.read())
+            doc = framing.loads(f.read())
         found = {}
         for key, (section, prop) in _SCHEMA_PLACES.items():
             part = doc.get(section)
@@ -196,8 +197,8 @@ def build_outputs(out_paths: str, drv_path: str, settings: Settings, deadline: f
 
 
 def _check_reply(line: bytes) -> None:
-    reply = wire.loads(line.decode("utf-8"))
-    if not isinstance(reply, dict) or reply.get("v") != wire.VERSION:
+    reply = framing.loads(line.decode("utf-8"))
+    if not isinstance(reply, dict) or reply.get("v") != framing.VERSION:
         raise ValueError(f"unexpected reply {line[:200]!r}")
     if reply.get("ok") is not True:
         raise ValueError(f"daemon refused: {reply.get('error')}: {reply.get('message')}")
@@ -212,13 +213,13 @@ def send(socket_path: str, lines: Sequence[bytes], deadline: float) -> tuple[int
     except OSError as exc:
         return 0, f"cannot create a socket: {exc}"
     try:
-        sock.settimeout(wire.remaining(deadline))
+        sock.settimeout(framing.remaining(deadline))
         sock.connect(socket_path)
         buf = b""
         for line in lines:
-            sock.settimeout(wire.remaining(deadline))
+            sock.settimeout(framing.remaining(deadline))
             sock.sendall(line)
-            reply, buf = wire.read_line(sock, buf, deadline)
+            reply, buf = framing.read_line(sock, buf, deadline)
             _check_reply(reply)
             acked += 1
         return acked, None
@@ -245,7 +246,7 @@ def run(settings: Settings, out_paths: str, drv_path: str, env: Mapping[str, str
     if not paths:
         return "nothing"
     drv = drv_path if storepath.is_derivation(drv_path, settings.store_dir) else None
-    chunks = wire.enqueue_lines(paths, drv, "hook")
+    chunks = framing.enqueue_lines(paths, drv, "hook")
     try:
         acked, why = send(settings.socket, [line for _, line in chunks], deadline)
     except Exception as exc:  # a bug must not lose the paths: spool them

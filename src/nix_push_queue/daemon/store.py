@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import QueueError
-from ..protocol import TargetStats
+from ..wire.protocol import TargetStats
 
 __all__ = ["SCHEMA_VERSION", "Job", "JobState", "QueueStore", "TargetStats"]
 

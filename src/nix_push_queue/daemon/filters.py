@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import NpqError
+from ..errors import NpqError
 
 # A store path's base name is `<32-char nix base32 hash>-<name>`.
 HASH_LEN = 32

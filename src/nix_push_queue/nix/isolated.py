@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import NixError
+from ..errors import NixError
 
 # Measured on Debian's Nix 2.8: single-user as root needs an empty build-users-group and no
 # sandbox; an empty substituter list keeps builds from waiting on an unreachable default

@@ -19,12 +19,12 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from .config.model import Config, Target
-from .control import ControlClient
-from .errors import NpqError, VerifyFailed
-from .nixcmd import nix_argv, nix_program
-from .nixenv import text_derivation
-from .uploader import TargetKeys, redact, store_url, summarize
+from ..client.control import ControlClient
+from ..config.model import Config, Target
+from ..daemon.uploader import TargetKeys, redact, store_url, summarize
+from ..errors import NpqError, VerifyFailed
+from ..nix.isolated import text_derivation
+from ..nix.runner import nix_argv, nix_program
 
 # Every read of a cache must see the cache as it is now, not Nix's narinfo disk cache.
 FRESH = ("--option", "narinfo-cache-negative-ttl", "0",

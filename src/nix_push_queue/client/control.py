@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import spool, storepath, wire
-from .errors import DaemonUnavailable, DeadLetters, NixError, ProtocolError, WaitTimeout
-from .protocol import (
+from ..errors import DaemonUnavailable, DeadLetters, NixError, ProtocolError, WaitTimeout
+from ..nix import storepath
+from ..wire import framing, spool
+from ..wire.protocol import (
     ChangedReply,
     DropRequest,
     EnqueueReply,
@@ -54,7 +55,7 @@ def endpoint(config_path: Path | None, socket_path: str | None) -> Endpoint:
     path = config_path or Path(DEFAULT_CONFIG)
     if config_path is None and socket_path is not None and not path.exists():
         return Endpoint(socket_path)
-    from .config import load_config
+    from ..config import load_config
 
     config = load_config(path)
     return Endpoint(socket=socket_path or config.queue.socket, store_dir=config.nix.store_dir,
@@ -75,7 +76,7 @@ class ControlClient:
                 sock.settimeout(self.timeout)
                 sock.connect(self.socket_path)
                 sock.sendall(line)
-                reply_line, _ = wire.read_line(sock, b"", deadline)
+                reply_line, _ = framing.read_line(sock, b"", deadline)
         except ValueError as exc:
             raise ProtocolError(str(exc), "too_large") from exc
         except OSError as exc:
@@ -95,7 +96,7 @@ class ControlClient:
     def enqueue(self, paths: Sequence[str], source: Source = "push") -> tuple[int, int]:
         """(rows queued, rows skipped), over as many requests as needed."""
         queued = skipped = 0
-        for chunk in wire.split_paths(paths):
+        for chunk in framing.split_paths(paths):
             reply = self.request(EnqueueRequest(tuple(chunk), source))
             if isinstance(reply, EnqueueReply):
                 queued, skipped = queued + reply.queued, skipped + reply.skipped
@@ -126,7 +127,7 @@ def store_paths(args: Sequence[str], ep: Endpoint, *, closure: bool) -> list[str
     store paths; with `closure`, everything they reference too."""
     if closure:
         # Imported here: nixcmd pulls in asyncio, a third of `status`'s start-up otherwise.
-        from .nixcmd import nix_program
+        from ..nix.runner import nix_program
 
         argv = [nix_program("nix-store", ep.nix_bin_dir), "--query", "--requisites", *args]
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)

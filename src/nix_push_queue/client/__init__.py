@@ -1,0 +1,1 @@
+"""The build-loop side: the post-build-hook client and the control client."""

@@ -1,0 +1,1 @@
+"""The daemon side: queue store, workers, uploader, server, metrics."""

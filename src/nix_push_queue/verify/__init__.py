@@ -1,0 +1,1 @@
+"""`verify`: the manual's test procedure, and its embedded default."""

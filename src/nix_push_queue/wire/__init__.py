@@ -1,0 +1,1 @@
+"""What crosses the socket or the disk between hook and daemon: protocol, framing, spool."""
