@@ -1,0 +1,1 @@
+"""The Nix version matrix: Debian roots from debootstrap, each with its own nix-bin and Python."""

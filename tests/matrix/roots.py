@@ -1,0 +1,151 @@
+"""The matrix's roots: one Debian suite each, from debootstrap, with that suite's nix-bin.
+
+A root is cached under a key that hashes all that goes into it (suite, mirror, packages, this
+module's source), like the VM base image (tests/vm/base_image.py), and appears under its final
+name only when complete. debootstrap lays a minimal system; apt inside the root then installs
+the packages, since nix-bin needs the virtual perl-dbdabi-94, which debootstrap's own resolver
+cannot satisfy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.vm.cache import Cache, ImageError, atomic_dir, run_tool
+
+from .chroot import run_in_root
+
+log = logging.getLogger(__name__)
+
+CACHE = Path("/var/cache/nix-push-queue-matrix")
+MIRROR = "http://deb.debian.org/debian"
+# What the tests that run real Nix need besides Nix: the servers they start (nginx, sshd),
+# systemd-analyze, the network and process tools, the fault suite's users and setpriv.
+PACKAGES: tuple[str, ...] = (
+    "nix-bin", "libdbi-perl", "python3", "python3-venv", "python3-dev",
+    "nginx-light", "openssh-server", "openssh-client", "systemd", "iproute2", "iptables",
+    "procps", "passwd", "util-linux", "git", "ca-certificates", "curl", "xz-utils",
+)
+# Services must not start inside a root while apt installs them: they would bind the host's
+# ports. invoke-rc.d asks this script first; 101 means "not allowed".
+POLICY_RC = "#!/bin/sh\nexit 101\n"
+# The host's own CA certificates (a proxy may re-sign TLS here) go into every root so that
+# pip and curl inside trust what the host trusts.
+HOST_CAS = Path("/usr/local/share/ca-certificates")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    # What the suite ships today; printed and checked, never used to pick anything.
+    nix: str
+    python: str
+    # Some mirrors serve sid's Release file after its Valid-Until date.
+    expired_release: bool = False
+
+
+SUITES: dict[str, Suite] = {
+    s.name: s for s in (
+        Suite("bookworm", nix="2.8", python="3.11"),
+        Suite("trixie", nix="2.26", python="3.13"),
+        Suite("sid", nix="2.34", python="3.14", expired_release=True),
+    )
+}
+
+
+class RootError(ImageError):
+    """Building or entering a matrix root failed."""
+
+
+def suite(name: str) -> Suite:
+    for s in SUITES.values():
+        if name in (s.name, s.nix) or s.nix.startswith(name) or name.startswith(s.nix):
+            return s
+    raise RootError(["matrix"], 2, f"unknown suite {name!r}: use one of "
+                    + ", ".join(f"{s.name} (Nix {s.nix})" for s in SUITES.values()))
+
+
+def root_key(s: Suite) -> str:
+    h = hashlib.sha256()
+    for part in (s.name, MIRROR, str(s.expired_release), *PACKAGES):
+        h.update(part.encode() + b"\0")
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def root_path(s: Suite, cache: Path = CACHE) -> Path:
+    return cache / f"{s.name}-{root_key(s)}"
+
+
+def ensure_root(s: Suite, cache_dir: Path = CACHE) -> Path:
+    """The root of suite `s`, built first if no root with its key exists."""
+    cache = Cache(cache_dir)
+    final = root_path(s, cache_dir)
+    with cache.lock(f"root-{s.name}"):
+        if not (final / ".complete").exists():
+            started = time.monotonic()
+            log.info("building root %s (debootstrap %s)", final.name, s.name)
+            with atomic_dir(final) as tmp:
+                _build(s, tmp, cache_dir / f"debs-{s.name}")
+                (tmp / ".complete").write_text(f"{time.monotonic() - started:.0f}\n")
+            log.info("built %s in %.0f s", final.name, time.monotonic() - started)
+        cache.touch(final)
+        cache.prune(f"{s.name}-", keep=final)
+    return final
+
+
+def _build(s: Suite, root: Path, debs: Path) -> None:
+    (debs / "partial").mkdir(parents=True, exist_ok=True)
+    # In a mount namespace of its own: what debootstrap mounts in the root (/proc, and /dev
+    # in a container) goes away with it, even if it is killed.
+    argv = ["unshare", "--mount", "--propagation", "private", "--",
+            "debootstrap", "--variant=minbase", f"--cache-dir={debs}", s.name, str(root), MIRROR]
+    try:
+        run_tool(argv, timeout=1800)
+    except ImageError as exc:
+        details = root / "debootstrap" / "debootstrap.log"
+        text = details.read_text(errors="replace") if details.exists() else ""
+        raise RootError(argv, exc.returncode, f"{exc}\n{text}") from None
+    _prepare(s, root)
+    _apt(root, debs, "update", "-q")
+    _apt(root, debs, "install", "-y", "-q", "--no-install-recommends", *PACKAGES)
+    _chroot(root, debs, "update-ca-certificates")
+    for junk in ("var/lib/apt/lists",):
+        for p in (root / junk).glob("*"):
+            if p.is_file():
+                p.unlink()
+
+
+def _prepare(s: Suite, root: Path) -> None:
+    etc = root / "etc"
+    shutil.copy2("/etc/resolv.conf", etc / "resolv.conf")
+    policy = root / "usr/sbin/policy-rc.d"
+    policy.write_text(POLICY_RC)
+    policy.chmod(0o755)
+    if s.expired_release:
+        (etc / "apt/apt.conf.d/99npq-valid-until").write_text(
+            'Acquire::Check-Valid-Until "false";\n')
+    cas = root / "usr/local/share/ca-certificates"
+    cas.mkdir(parents=True, exist_ok=True)
+    for crt in sorted(HOST_CAS.glob("*.crt")) if HOST_CAS.is_dir() else []:
+        shutil.copy2(crt, cas / crt.name)
+    if Path("/etc/pip.conf").exists():
+        shutil.copy2("/etc/pip.conf", etc / "pip.conf")
+
+
+def _apt(root: Path, debs: Path, *args: str) -> None:
+    _chroot(root, debs, "apt-get", "-o", "Dpkg::Use-Pty=0", *args)
+
+
+def _chroot(root: Path, debs: Path, *argv: str) -> None:
+    # The suite's .deb files stay on the host between builds, so a rebuild downloads nothing.
+    proc = run_in_root(root, argv, binds={"/var/cache/apt/archives": debs},
+                       timeout=1800, capture=True)
+    if proc.returncode != 0:
+        raise RootError(["chroot", str(root), *argv], proc.returncode,
+                        proc.stdout + proc.stderr)
