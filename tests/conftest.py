@@ -40,3 +40,16 @@ def nix(tmp_path: Path) -> IsolatedNix:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+# Tests that run real Nix carry the `nix` marker, so the Nix version matrix (scripts/test,
+# tests/matrix) runs them once per Nix and the host leg leaves them out: every test in
+# tests/integration, and every test whose fixtures reach an isolated Nix.
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "nix" in getattr(item, "fixturenames", ()) or item.path.is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.nix)
