@@ -15,31 +15,14 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
-from ..errors import ProtocolError
-from ..nix import storepath
-from ..wire.protocol import (
-    MAX_LINE,
-    ChangedReply,
-    DropRequest,
-    EnqueueReply,
-    EnqueueRequest,
-    ErrorReply,
-    OkReply,
-    PingRequest,
-    Reply,
-    Request,
-    RetryRequest,
-    StatusReply,
-    StatusRequest,
-    decode_request,
-    encode,
-)
-from .filters import excluded
-from .store import QueueStore
+from ..wire.protocol import MAX_LINE, ErrorReply, Reply, encode
+from .dispatch import Dispatcher, DispatchMetrics, Offload
+from .intake import Intake
+
+__all__ = ["Intake", "Server"]
 
 log = logging.getLogger(__name__)
 
@@ -48,59 +31,15 @@ MAX_CONNECTIONS = 256
 WRITE_TIMEOUT = 10.0  # a peer that does not read its reply is dropped
 CLOSE_GRACE = 5.0  # on shutdown, how long requests being handled may take to finish
 
-Offload = Callable[..., Awaitable[Any]]
-
-
-class ServerMetrics(Protocol):
-    def enqueue_handled(self, source: str, queued: int, excluded: int) -> None: ...
-
-    def request_handled(self, op: str, result: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Intake:
-    """Paths in, committed rows out: validation, exclusion, enqueue for every target.
-
-    Synchronous (it commits with fsync): the server calls it in a thread, spool ingestion
-    calls it from its own thread.
-    """
-
-    store: QueueStore
-    store_dir: str
-    targets: tuple[str, ...]
-    exclude: tuple[str, ...]
-    now: Callable[[], float]
-    metrics: ServerMetrics | None = None
-
-    def enqueue(self, paths: Sequence[str], source: str, drv: str | None = None
-                ) -> EnqueueReply:
-        """Rows created, and rows not created (already queued, or excluded by filters):
-        `queued + skipped == len(unique paths) * len(targets)`. Raises ProtocolError
-        (bad_path) naming the first path that is not a store path; nothing is queued then."""
-        unique = list(dict.fromkeys(paths))
-        for path in [*unique, *([drv] if drv is not None else [])]:
-            problem = storepath.problem(path, self.store_dir)
-            if problem is not None:
-                raise ProtocolError(f"{path[:300]!r}: {problem}", "bad_path", "paths")
-        wanted = [p for p in unique if not excluded(p, self.exclude)]
-        queued = self.store.enqueue(wanted, self.targets, self.now(), drv=drv) if wanted else 0
-        n_excluded = len(unique) - len(wanted)
-        if self.metrics is not None:
-            self.metrics.enqueue_handled(source, queued, n_excluded)
-        return EnqueueReply(queued=queued, skipped=len(unique) * len(self.targets) - queued)
-
 
 class Server:
     def __init__(self, intake: Intake, *, notify: Callable[[], None],
-                 metrics: ServerMetrics | None = None, idle_timeout: float = IDLE_TIMEOUT,
+                 metrics: DispatchMetrics | None = None, idle_timeout: float = IDLE_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS,
                  offload: Offload = asyncio.to_thread) -> None:
-        self._intake = intake
-        self._notify = notify
-        self._metrics = metrics
+        self.dispatcher = Dispatcher(intake, notify=notify, metrics=metrics, offload=offload)
         self._idle_timeout = idle_timeout
         self._max_connections = max_connections
-        self._offload = offload
         self._server: asyncio.AbstractServer | None = None
         self._connections: dict[asyncio.Task[Any], bool] = {}  # task -> handling a request
         self._closing = False
@@ -189,7 +128,7 @@ class Server:
                 return
             self._connections[task] = True
             try:
-                reply = await self.handle_line(line)
+                reply = await self.dispatcher.handle_line(line)
                 await self._send(writer, reply)
             finally:
                 self._connections[task] = False
@@ -197,64 +136,6 @@ class Server:
     async def _send(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
         writer.write(encode(reply))
         await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-
-    async def handle_line(self, line: bytes) -> Reply:
-        op = "?"
-        try:
-            request = decode_request(line)
-            op = request.op
-            reply = await self.handle(request)
-        except ProtocolError as exc:
-            log.warning("bad %s request: %s (%s)", op, exc, exc.code)
-            reply = ErrorReply(_code(exc.code), str(exc))
-        except Exception as exc:
-            # The daemon keeps serving; the peer learns that it was our fault, not theirs.
-            log.exception("%s request failed", op)
-            reply = ErrorReply("internal", f"{type(exc).__name__}: {exc}"[:500])
-        if self._metrics is not None:
-            self._metrics.request_handled(op, "error" if isinstance(reply, ErrorReply)
-                                          else "ok")
-        return reply
-
-    async def handle(self, request: Request) -> Reply:
-        intake, store = self._intake, self._intake.store
-        match request:
-            case EnqueueRequest():
-                reply: Reply = await self._offload(intake.enqueue, request.paths,
-                                                   request.source, request.drv)
-                if isinstance(reply, EnqueueReply) and reply.queued:
-                    self._notify()
-                return reply
-            case StatusRequest():
-                stats = await self._offload(store.stats, intake.now(), intake.targets)
-                return StatusReply(stats)
-            case RetryRequest():
-                self._check_target(request.target)
-                changed = await self._offload(store.retry_dead, request.target,
-                                              request.paths, intake.now())
-                if changed:
-                    log.info("retry: %d dead letter(s) back to pending", changed)
-                    self._notify()
-                return ChangedReply(changed)
-            case DropRequest():
-                self._check_target(request.target)
-                changed = await self._offload(store.drop_dead, request.target, request.paths)
-                if changed:
-                    log.info("drop: %d dead letter(s) deleted", changed)
-                return ChangedReply(changed)
-            case PingRequest():
-                return OkReply()
-        raise ProtocolError(f"unhandled op {request.op!r}")
-
-    def _check_target(self, target: str | None) -> None:
-        if target is not None and target not in self._intake.targets:
-            known = ", ".join(self._intake.targets) or "none"
-            raise ProtocolError(f"unknown target {target[:80]!r} (known: {known})",
-                                field="target")
-
-
-def _code(code: str) -> Any:
-    return code if code in ("bad_request", "too_large", "bad_version", "bad_path") else "internal"
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

@@ -1,0 +1,111 @@
+"""One decoded request to one reply: the daemon's control ops over the queue.
+
+Knows nothing about connections. Every failure becomes an ErrorReply: a ProtocolError is the
+peer's fault (its code goes back), anything else is ours ("internal", logged with its
+traceback) and the daemon keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..errors import ProtocolError
+from ..wire.protocol import (
+    ChangedReply,
+    DropRequest,
+    EnqueueReply,
+    EnqueueRequest,
+    ErrorCode,
+    ErrorReply,
+    OkReply,
+    PingRequest,
+    Reply,
+    Request,
+    RetryRequest,
+    StatusReply,
+    StatusRequest,
+    decode_request,
+)
+from .intake import Intake
+
+log = logging.getLogger(__name__)
+
+Offload = Callable[..., Awaitable[Any]]
+
+
+class DispatchMetrics(Protocol):
+    def request_handled(self, op: str, result: str) -> None: ...
+
+
+class Dispatcher:
+    def __init__(self, intake: Intake, *, notify: Callable[[], None],
+                 metrics: DispatchMetrics | None = None,
+                 offload: Offload = asyncio.to_thread) -> None:
+        self._intake = intake
+        self._notify = notify
+        self._metrics = metrics
+        self._offload = offload
+
+    async def handle_line(self, line: bytes) -> Reply:
+        op = "?"
+        try:
+            request = decode_request(line)
+            op = request.op
+            reply = await self.handle(request)
+        except ProtocolError as exc:
+            log.warning("bad %s request: %s (%s)", op, exc, exc.code)
+            reply = ErrorReply(_code(exc.code), str(exc))
+        except Exception as exc:
+            # The daemon keeps serving; the peer learns that it was our fault, not theirs.
+            log.exception("%s request failed", op)
+            reply = ErrorReply("internal", f"{type(exc).__name__}: {exc}"[:500])
+        if self._metrics is not None:
+            self._metrics.request_handled(op, "error" if isinstance(reply, ErrorReply)
+                                          else "ok")
+        return reply
+
+    async def handle(self, request: Request) -> Reply:
+        intake, store = self._intake, self._intake.store
+        match request:
+            case EnqueueRequest():
+                reply: Reply = await self._offload(intake.enqueue, request.paths,
+                                                   request.source, request.drv)
+                if isinstance(reply, EnqueueReply) and reply.queued:
+                    self._notify()
+                return reply
+            case StatusRequest():
+                stats = await self._offload(store.stats, intake.now(), intake.targets)
+                return StatusReply(stats)
+            case RetryRequest():
+                self._check_target(request.target)
+                changed = await self._offload(store.retry_dead, request.target,
+                                              request.paths, intake.now())
+                if changed:
+                    log.info("retry: %d dead letter(s) back to pending", changed)
+                    self._notify()
+                return ChangedReply(changed)
+            case DropRequest():
+                self._check_target(request.target)
+                changed = await self._offload(store.drop_dead, request.target, request.paths)
+                if changed:
+                    log.info("drop: %d dead letter(s) deleted", changed)
+                return ChangedReply(changed)
+            case PingRequest():
+                return OkReply()
+        raise ProtocolError(f"unhandled op {request.op!r}")
+
+    def _check_target(self, target: str | None) -> None:
+        if target is not None and target not in self._intake.targets:
+            known = ", ".join(self._intake.targets) or "none"
+            raise ProtocolError(f"unknown target {target[:80]!r} (known: {known})",
+                                field="target")
+
+
+def _code(code: str) -> ErrorCode:
+    match code:
+        case "bad_request" | "too_large" | "bad_version" | "bad_path":
+            return code
+    return "internal"
