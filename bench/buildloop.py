@@ -100,7 +100,7 @@ def run_cell(variant: Variant, profile: Profile, workdir: Path, net: Network,
     elif variant in ("c-queue-up", "d-queue-down"):
         product.write_config(cell.layout, cell.nix, [
             {"name": "bench", "url": url, "secret_key_file": str(key), "public_key": pub}])
-        product.install_timed_hook(cell.nix, product.hook_command(cell.layout, cell.nix),
+        product.install_timed_hook(cell.nix, product.hook_command(cell.layout),
                                    cell.timings)
     if variant == "c-queue-up":
         with product.running_daemon(cell.layout, cell.nix, net.argv) as daemon:

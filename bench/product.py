@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nix_push_queue.config import load_document
+from nix_push_queue.generate import hook_wrapper
 from nix_push_queue.nix.isolated import IsolatedNix
 
 NPQ = str(Path(sys.executable).parent / "nix-push-queue")
@@ -99,11 +101,16 @@ def write_config(layout: Layout, nix: IsolatedNix, targets: Sequence[Mapping[str
     return layout.config
 
 
-def hook_command(layout: Layout, nix: IsolatedNix, timeout: float = 2.0) -> str:
-    """The hook command line as the generator writes it into the post-build-hook wrapper."""
-    return shlex.join([NPQ, "hook", "--socket", str(layout.socket), "--spool-dir",
-                       str(layout.spool_dir), "--store-dir", str(nix.store_dir),
-                       "--timeout", str(timeout)])
+def hook_command(layout: Layout) -> str:
+    """The post-build-hook wrapper that `generate` writes for the layout's config (so the
+    benchmark runs the hook exactly as a generated host does), written beside the config;
+    returns the command line that runs it."""
+    document = json.loads(layout.config.read_text("utf-8"))
+    wrapper = layout.root / "post-build-hook"
+    wrapper.write_text(hook_wrapper(load_document(document, str(layout.config)), [NPQ]),
+                       encoding="utf-8")
+    wrapper.chmod(0o755)
+    return shlex.quote(str(wrapper))
 
 
 def install_timed_hook(nix: IsolatedNix, inner: str, timings: Path) -> Path:

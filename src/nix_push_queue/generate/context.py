@@ -7,7 +7,7 @@ before anything is rendered.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -95,9 +95,11 @@ def fragment_context(config: Config, paths: Paths, check: Checker) -> dict[str, 
     }
 
 
-def hook_context(config: Config, paths: Paths, check: Checker) -> dict[str, Any]:
+def hook_context(config: Config, program: Sequence[str], check: Checker) -> dict[str, Any]:
+    """`program`: the words that start this CLI (one installed executable, or an interpreter
+    and `-m nix_push_queue` for the embedded default and the tests)."""
     return {
-        "executable": check.use("--executable", paths.executable, sh_word),
+        "program": " ".join(check.use("--executable", word, sh_word) for word in program),
         "socket": check.use("queue.socket", config.queue.socket, sh_word),
         "spool_dir": check.use("queue.spool_dir", config.queue.spool_dir, sh_word),
         "store_dir": check.use("nix.store_dir", config.nix.store_dir, sh_word),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 from ..client.control import ControlClient
 from ..config import Config, load_document
 from ..errors import NpqError, VerifyFailed
+from ..generate import hook_wrapper
 from ..nix.isolated import IsolatedNix
 from .procedure import Context, Procedure, daemon_view, describe_target
 
@@ -65,11 +65,7 @@ def prepare(root: Path, program: Sequence[str]) -> Embedded:
     config_file = root / "config.json"
     config_file.write_text(json.dumps(config.document, indent=2) + "\n", encoding="utf-8")
     hook = root / "post-build-hook"
-    # The same flags the generator puts in nix.conf's post-build-hook wrapper.
-    hook.write_text("#!/bin/sh\nexec " + shlex.join([
-        *program, "hook", "--socket", config.queue.socket,
-        "--spool-dir", config.queue.spool_dir, "--store-dir", config.nix.store_dir,
-        "--timeout", f"{config.hook.timeout:g}"]) + "\n", encoding="utf-8")
+    hook.write_text(hook_wrapper(config, program), encoding="utf-8")
     hook.chmod(0o755)
     with nix.conf_file.open("a", encoding="utf-8") as conf:
         conf.write(f"post-build-hook = {hook}\n")
