@@ -1,5 +1,8 @@
 """The benchmark's own tools: the delaying proxy really delays and moves bytes intact, and
-the statistics are right. (The benchmarks themselves run in test_bench_smoke.py.)"""
+the statistics are right. (The benchmarks themselves run in test_bench_smoke.py.)
+
+Here rather than in tests/unit: the package's Nix build runs tests/unit from a source that
+has no bench/ (nix/package.nix keeps only what the package and its unit tests need)."""
 
 from __future__ import annotations
 
