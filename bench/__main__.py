@@ -116,17 +116,21 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+LATEST = "## Latest results\n"
+
+
 def _publish(files: dict[str, Path], out: Path) -> None:
-    """docs/benchmarks.md: the latest table, with plot links relative to docs/."""
+    """docs/benchmarks.md: its hand-written part (methodology, notes) kept, the latest table
+    below it replaced, with plot links relative to docs/."""
     text = files["md"].read_text(encoding="utf-8")
     rel = Path("..") / out.resolve().relative_to(REPO)
     for name in list(plots.PLOTTERS):
         text = text.replace(f"]({name}.png)", f"]({rel / name}.png)")
-    # The run's own title is replaced by the methodology page, which has one.
+    # The run's own title is dropped: the page above has one.
     text = text.split("\n", 1)[1].lstrip("\n")
-    header = (REPO / "bench" / "methodology.md").read_text(encoding="utf-8")
-    (REPO / "docs" / "benchmarks.md").write_text(
-        header + "## Latest results\n\n" + text.replace("\n## ", "\n### "), encoding="utf-8")
+    page = REPO / "docs" / "benchmarks.md"
+    header = page.read_text(encoding="utf-8").split(LATEST, 1)[0]
+    page.write_text(header + LATEST + "\n" + text.replace("\n## ", "\n### "), encoding="utf-8")
 
 
 if __name__ == "__main__":
