@@ -1,17 +1,9 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from nix_push_queue.daemon.filters import (
-    PathInfo,
-    PathInfoError,
-    excluded,
-    parse_path_infos,
-    path_name,
-    upstream_signed,
-)
+from nix_push_queue.daemon.filters import excluded, path_name, upstream_signed
+from nix_push_queue.nix.pathinfo import PathInfo
 
 HASH = "0" * 32
 P = f"/nix/store/{HASH}"
@@ -41,26 +33,6 @@ def test_excluded(name: str, patterns: list[str], expected: bool) -> None:
 
 def test_excluded_matches_the_name_not_the_hash() -> None:
     assert not excluded(f"{P}-hello", ["0*"])
-
-
-def test_parse_path_infos_nix_2_8_shape() -> None:
-    text = json.dumps([
-        {"path": f"{P}-a", "narHash": "sha256-x", "references": [f"{P}-b"],
-         "signatures": ["cache.nixos.org-1:abc=="]},
-        {"path": f"{P}-b", "narHash": "sha256-y", "references": []},
-        {"path": f"{P}-c", "valid": False},
-    ])
-    infos = parse_path_infos(text)
-    assert infos == [
-        PathInfo(f"{P}-a", (f"{P}-b",), ("cache.nixos.org-1:abc==",)),
-        PathInfo(f"{P}-b", (), ()),
-    ]
-
-
-@pytest.mark.parametrize("text", ["not json", "{}", "[{\"narHash\": 1}]", "[1]"])
-def test_parse_path_infos_rejects_garbage(text: str) -> None:
-    with pytest.raises(PathInfoError):
-        parse_path_infos(text)
 
 
 def test_upstream_signed_compares_key_names() -> None:

@@ -4,7 +4,9 @@ handling with stand-in `nix` programs (the real one is in tests/integration/test
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shlex
 import textwrap
 import time
 from pathlib import Path
@@ -116,13 +118,19 @@ def test_timeout_is_transient() -> None:
     assert classify(_result("error: whatever corrupt", 0, timed_out=True)) == "transient"
 
 
-def _fake_nix(bin_dir: Path, body: str, invalid: tuple[str, ...] = ()) -> None:
-    """Stand-in `nix`: `nix path-info --json` reports every path valid (but `invalid`), with
-    a size; any other command (`nix copy`) runs `body`."""
+def _fake_nix(bin_dir: Path, body: str, invalid: tuple[str, ...] = (),
+              version: str = "nix (Nix) 2.8.0", path_info: str | None = None) -> None:
+    """Stand-in `nix`: `--version` prints `version`; `nix path-info --json` prints
+    `path_info` if given, else reports every path valid (but `invalid`) with a size, as Nix
+    2.8 does; any other command (`nix copy`) runs `body`."""
     bin_dir.mkdir()
     gone = " ".join(invalid)
+    canned = f"printf '%s' {shlex.quote(path_info)}; exit 0" if path_info is not None else ""
     (bin_dir / "nix").write_text(f"""#!/bin/sh
+echo "$@" >> {bin_dir / "argv"}
+if [ "$3" = --version ]; then echo {shlex.quote(version)}; exit 0; fi
 if [ "$3" = path-info ]; then
+  {canned}
   shift 4; sep=""; printf '['
   for p; do
     case " {gone} " in
@@ -184,6 +192,43 @@ def test_cancellation_kills_the_child(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     _assert_dead(int(pid_file.read_text()))
+
+
+def test_unreadable_path_info_is_permanent_at_once(tmp_path: Path) -> None:
+    """A form of `nix path-info --json` we do not know is our bug: no retry can fix it."""
+    calls = tmp_path / "calls"
+    _fake_nix(tmp_path / "bin", f"echo copy >> {calls}", version="nix (Nix) 2.99.0",
+              path_info='"a string"')
+    result = asyncio.run(_uploader(tmp_path / "bin").upload(
+        _target("file:///srv/cache"), ["/nix/store/" + "a" * 32 + "-x"]))
+    assert result.kind == "permanent"
+    assert "nix path-info --json" in result.message and "a string" in result.message
+    assert not calls.exists()  # nothing was copied
+
+
+def test_unreadable_version_is_permanent(tmp_path: Path) -> None:
+    _fake_nix(tmp_path / "bin", "exit 0", version="something else 1")
+    result = asyncio.run(_uploader(tmp_path / "bin").upload(
+        _target("file:///srv/cache"), ["/nix/store/" + "a" * 32 + "-x"]))
+    assert result.kind == "permanent" and "Nix version" in result.message
+
+
+def test_object_form_with_json_format_flag(tmp_path: Path) -> None:
+    """Nix >= 2.33 gets `--json-format 2`; a null entry is a path gone from the store."""
+    args = tmp_path / "args"
+    path, gone = "/nix/store/" + "a" * 32 + "-x", "/nix/store/" + "b" * 32 + "-y"
+    out = json.dumps({"version": 2, "storeDir": "/nix/store", "info": {
+        path[11:]: {"version": 2, "narSize": 7, "references": []}, gone[11:]: None}})
+    _fake_nix(tmp_path / "bin", f'echo "$@" > {args}; echo "copying 1 paths..." >&2',
+              version="nix (Nix) 2.34.8", path_info=out)
+    result = asyncio.run(_uploader(tmp_path / "bin").upload(
+        _target("file:///srv/cache"), [path, gone]))
+    assert result.kind == "ok", result.message
+    assert result.gone == (gone,) and result.sizes == {path: 7}
+    assert args.read_text().split()[2:4] == ["copy", "--to"]
+    calls = (tmp_path / "bin" / "argv").read_text().splitlines()
+    assert [c.split()[2] for c in calls] == ["--version", "path-info", "copy"]
+    assert calls[1].split()[3:6] == ["--json", "--json-format", "2"]
 
 
 def _assert_dead(pid: int) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from ..config.model import Config, Filters, Target
 from ..errors import NpqError
-from ..nix import runner
+from ..nix import dialect, pathinfo, runner
 from . import filters
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class NixCopyUploader:
         self._env = dict(env)
         self._keys = dict(keys or {})
         self._bin = nix_bin_dir
+        self._dialect: dialect.Dialect | None = None
 
     @classmethod
     def from_config(cls, config: Config, env: Mapping[str, str],
@@ -183,6 +184,7 @@ class NixCopyUploader:
         roots = [p for p in roots if p not in skipped]
         gone: list[str] = []
         try:
+            await self._detect(deadline)
             # One `nix path-info` answers validity, signatures (the filter) and NAR sizes.
             infos = {i.path: i for i in await self._path_infos(roots, deadline, keys)}
             gone = [p for p in roots if p not in infos]
@@ -205,6 +207,21 @@ class NixCopyUploader:
         return UploadResult("ok", f"copied {copied} path(s) to {redact(target.url)}",
                             tuple(gone), tuple(skipped), sizes)
 
+    async def _detect(self, deadline: float | None = None) -> dialect.Dialect:
+        """The installed Nix's dialect, asked once; a version line we cannot read is a
+        permanent failure (no retry makes it readable)."""
+        if self._dialect is None:
+            timeout = dialect.VERSION_TIMEOUT if deadline is None else deadline - time.monotonic()
+            try:
+                self._dialect = await dialect.detect_async(self._bin, self._env, timeout)
+            except dialect.DialectError as exc:
+                if exc.transient:
+                    raise UploadFailed("transient", str(exc)) from exc
+                log.error("%s", exc)
+                raise UploadFailed("permanent", str(exc)) from exc
+            log.info("uploading with %s", self._dialect.describe())
+        return self._dialect
+
     async def _run(self, argv: list[str], deadline: float, keys: TargetKeys,
                    what: str) -> runner.CmdResult:
         env = dict(self._env)
@@ -219,19 +236,21 @@ class NixCopyUploader:
         return result
 
     async def _path_infos(self, roots: list[str], deadline: float,
-                          keys: TargetKeys) -> list[filters.PathInfo]:
-        """The valid ones of `roots` with their signatures and sizes (Nix 2.8 lists an
-        invalid path as `"valid": false` and still exits 0)."""
+                          keys: TargetKeys) -> list[pathinfo.PathInfo]:
+        """The valid ones of `roots` with their signatures and sizes (Nix lists an invalid
+        path as `"valid": false` or `null` and still exits 0)."""
         if not roots:
             return []
-        argv = runner.nix_argv(self._bin, "path-info", "--json", *roots)
+        argv = (await self._detect()).path_info_json(roots)
         result = await self._run(argv, deadline, keys, "nix path-info")
         try:
-            return filters.parse_path_infos(result.stdout)
-        except filters.PathInfoError as exc:
-            raise UploadFailed("transient", str(exc)) from exc
+            return pathinfo.parse_path_infos(result.stdout)
+        except pathinfo.PathInfoError as exc:
+            # Our parser, not the network: retrying cannot help, and it must be seen.
+            log.error("%s", exc)
+            raise UploadFailed("permanent", str(exc)) from exc
 
-    def _plan(self, roots: list[str], infos: Mapping[str, filters.PathInfo]
+    def _plan(self, roots: list[str], infos: Mapping[str, pathinfo.PathInfo]
               ) -> tuple[list[str], list[str]]:
         """(roots to copy, roots skipped because an upstream cache serves them).
 
@@ -249,8 +268,8 @@ class NixCopyUploader:
         """Stores (ssh) take signatures from the local paths: sign the closure first."""
         if target.is_binary_cache or not keys.secret_key:
             return
-        argv = runner.nix_argv(self._bin, "store", "sign", "--recursive",
-                               "--key-file", keys.secret_key, *roots)
+        argv = (await self._detect()).nix("store", "sign", "--recursive",
+                                          "--key-file", keys.secret_key, *roots)
         await self._run(argv, deadline, keys, "nix store sign")
 
     async def _copy(self, target: Target, keys: TargetKeys, roots: list[str],
@@ -259,7 +278,7 @@ class NixCopyUploader:
         if self._filters.skip_signed_by and not target.is_binary_cache:
             # Let the remote store fetch upstream paths from its own substituters.
             flags = ["--substitute-on-destination"]
-        argv = runner.nix_argv(self._bin, "copy", *flags, "--to", store_url(target, keys), *roots)
+        argv = (await self._detect()).nix("copy", *flags, "--to", store_url(target, keys), *roots)
         result = await self._run(argv, deadline, keys, "nix copy")
         # "copying N paths..." counts what the target was missing, closure included.
         match = _COPIED.search(result.stderr)
