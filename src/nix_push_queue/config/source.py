@@ -4,13 +4,18 @@ Line numbers matter: a user fixing `targets[1].url` wants to jump to the line. Y
 are composed with PyYAML to learn each node's line; a `.nix` file is evaluated by the real
 `nix-instantiate` and positions are asked of Nix (`builtins.unsafeGetAttrPos`) only when an
 error needs one.
+
+Every format passes the same bounds (`limits`) before anything walks the data: size, depth,
+expanded values, and numbers that are finite. JSON objects may not repeat a key, as YAML
+mappings may not.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-import subprocess
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,10 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, ConfigProblem
+from . import yamlload
+from .limits import EVAL_TIMEOUT, MAX_BYTES, TOO_BIG, data_problems, json_depth_problem
+from .nixeval import run_bounded
+from .redact import redact_text
 
 FieldPath = tuple[str | int, ...]
 LineLookup = Callable[[FieldPath], "int | None"]
@@ -46,71 +55,109 @@ def parse_path(text: str) -> FieldPath:
     return tuple(parts)
 
 
-def read_source(path: Path, *, nix_instantiate: str = "nix-instantiate") -> Source:
+def read_source(path: Path, *, nix_instantiate: str = "nix-instantiate",
+                eval_timeout: float = EVAL_TIMEOUT) -> Source:
     name = str(path)
-    try:
-        text = path.read_text("utf-8") if path.suffix != ".nix" else ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(name, None, "", f"cannot read the file: {exc}")]) from exc
     if path.suffix == ".nix":
-        return _read_nix(path, nix_instantiate)
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problem = ConfigProblem(name, exc.lineno, "", f"invalid JSON: {exc.msg}")
-            raise ConfigError([problem]) from exc
-    elif path.suffix in (".yaml", ".yml"):
-        data = _load_yaml(name, text)
-    else:
+        return _read_nix(path, nix_instantiate, eval_timeout)
+    if path.suffix not in (".json", ".yaml", ".yml"):
         msg = "unknown config format; name the file *.yaml, *.yml, *.json or *.nix"
         raise ConfigError([ConfigProblem(name, None, "", msg)])
-    return Source(name, data, _yaml_lines(text))
+    text = _read_text(path)
+    if path.suffix == ".json":
+        return _json_source(name, text, _lazy_lines(text))
+    data, root = _load_yaml(name, text)
+    line_of = _node_lines(root)
+    _refuse_problems(name, data, line_of, {})
+    return Source(name, data, line_of)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: YAML silently keeps the last one."""
+def _problem(name: str, line: int | None, message: str) -> ConfigError:
+    return ConfigError([ConfigProblem(name, line, "", message)])
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}; keep one of them", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-
-
-def _load_yaml(name: str, text: str) -> Any:
+def _read_text(path: Path) -> str:
+    """The file's text, refusing more than MAX_BYTES (or a device or pipe, which may never
+    end) without reading further."""
+    name = str(path)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _problem(name, None, "not a regular file; give the config file itself")
+            raw = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise _problem(name, None, f"cannot read the file: {exc.strerror}") from exc
+    if len(raw) > MAX_BYTES:
+        raise _problem(name, raw.count(b"\n", 0, MAX_BYTES) + 1, TOO_BIG)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise _problem(name, line, "the file is not UTF-8 text") from exc
+
+
+def _json_source(name: str, text: str, line_of: LineLookup) -> Source:
+    deep = json_depth_problem(text)
+    if deep is not None:
+        raise _problem(name, *deep)
+    duplicates: dict[int, list[str]] = {}
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in items:
+            if key in obj:
+                duplicates.setdefault(id(obj), []).append(key)
+            obj[key] = value
+        return obj
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise _problem(name, exc.lineno, f"invalid JSON: {exc.msg}") from exc
+    except ValueError as exc:  # an integer of more digits than int() converts
+        raise _problem(name, None, "invalid JSON: a number has too many digits") from exc
+    _refuse_problems(name, data, line_of, duplicates)
+    return Source(name, data, line_of)
+
+
+def _refuse_problems(name: str, data: Any, line_of: LineLookup,
+                     duplicates: dict[int, list[str]]) -> None:
+    found = data_problems(data, duplicates)
+    if found:
+        raise ConfigError([ConfigProblem(name, line_of(f.path), format_path(f.path), f.message)
+                           for f in found])
+
+
+def _load_yaml(name: str, text: str) -> tuple[Any, yaml.Node | None]:
+    try:
+        return yamlload.load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        what = f"invalid YAML: {exc.problem or exc}"
+        limit = isinstance(exc, yamlload.LimitError)
+        what = str(exc.problem) if limit else f"invalid YAML: {exc.problem or exc}"
         if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
             # e.g. an unclosed bracket: the parser notices lines after the real mistake.
             what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
-        problem = ConfigProblem(name, line, "", what)
-        raise ConfigError([problem]) from exc
+        raise _problem(name, line, what) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError([ConfigProblem(name, None, "", f"invalid YAML: {exc}")]) from exc
+        raise _problem(name, None, f"invalid YAML: {exc}") from exc
 
 
-def _yaml_lines(text: str) -> LineLookup:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        root = None
+def _lazy_lines(text: str) -> LineLookup:
+    """Line lookups for JSON: PyYAML reads JSON too, but only an error needs it to."""
+    cache: list[LineLookup] = []
 
+    def line_of(path: FieldPath) -> int | None:
+        if not cache:
+            cache.append(_node_lines(yamlload.compose(text)))
+        return cache[0](path)
+
+    return line_of
+
+
+def _node_lines(root: yaml.Node | None) -> LineLookup:
     def line_of(path: FieldPath) -> int | None:
         node, best = root, None
         if node is not None:
@@ -128,7 +175,8 @@ def _yaml_lines(text: str) -> LineLookup:
 def _child(node: yaml.Node | None, part: str | int) -> tuple[yaml.Node, int] | None:
     """The child at `part` and the line that best shows it to a user."""
     if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-        for key, value in node.value:
+        # The last match: merged keys come first, the mapping's own ones (which win) after.
+        for key, value in reversed(node.value):
             if key.value == part:
                 # A block collection starts on the line below its key, at its first child:
                 # the key's line names the field. A scalar or [flow] value is its own line.
@@ -145,22 +193,24 @@ def _has_content(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) or bool(node.value)
 
 
-def _read_nix(path: Path, nix_instantiate: str) -> Source:
+def _read_nix(path: Path, nix_instantiate: str, timeout: float) -> Source:
     name = str(path)
     argv = [nix_instantiate, "--eval", "--strict", "--json", str(path.resolve())]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        msg = (f"cannot evaluate the Nix file with {nix_instantiate}: {exc}; "
-               "install Nix or use YAML/JSON")
-        raise ConfigError([ConfigProblem(name, None, "", msg)]) from exc
-    if proc.returncode != 0:
-        line = _nix_error_line(proc.stderr)
-        detail = proc.stderr.strip().splitlines()
-        msg = "nix-instantiate failed: " + (detail[0] if detail else f"exit {proc.returncode}")
-        raise ConfigError([ConfigProblem(name, line, "", msg)])
-    data = json.loads(proc.stdout)
-    return Source(name, data, _nix_lines(path, nix_instantiate))
+        result = run_bounded(argv, timeout=timeout)
+    except OSError as exc:
+        raise _problem(name, None, f"cannot evaluate the Nix file with {nix_instantiate}: "
+                       f"{exc.strerror}; install Nix or use YAML/JSON") from exc
+    if result.problem is not None:
+        raise _problem(name, None, f"nix-instantiate {result.problem} and was stopped; a "
+                       "config must evaluate quickly to a small value: look for a loop, a "
+                       "large import or a large generated list")
+    stderr = result.stderr.decode("utf-8", "replace")
+    if result.returncode != 0:
+        detail = redact_text(stderr) or f"exit {result.returncode}"
+        raise _problem(name, _nix_error_line(stderr), f"nix-instantiate failed: {detail}")
+    return _json_source(name, result.stdout.decode("utf-8", "replace"),
+                        _nix_lines(path, nix_instantiate, timeout))
 
 
 def _nix_error_line(stderr: str) -> int | None:
@@ -168,7 +218,7 @@ def _nix_error_line(stderr: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _nix_lines(path: Path, nix_instantiate: str) -> LineLookup:
+def _nix_lines(path: Path, nix_instantiate: str, timeout: float) -> LineLookup:
     def line_of(field: FieldPath) -> int | None:
         # Nix keeps positions of attributes, not of list elements: walk to the deepest
         # attribute name on the path and ask for its position in its parent set.
@@ -186,9 +236,9 @@ def _nix_lines(path: Path, nix_instantiate: str) -> LineLookup:
         query = f"(builtins.unsafeGetAttrPos {json.dumps(attr)} ({parent})).line or null"
         argv = [nix_instantiate, "--eval", "--json", "--expr", query]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-            value = json.loads(proc.stdout) if proc.returncode == 0 else None
-        except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+            result = run_bounded(argv, timeout=timeout)
+            value = json.loads(result.stdout) if result.returncode == 0 else None
+        except (OSError, ValueError):
             return None
         return value if isinstance(value, int) else None
 
