@@ -11,7 +11,6 @@ Every nix copy signs with `?secret-key=` as the daemon does; compression is a pa
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -20,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nix_push_queue.nix import dialect
 from nix_push_queue.nix.isolated import IsolatedNix
+from nix_push_queue.nix.pathinfo import parse_path_infos
 
 from . import product
 from .cachehost import Network, unavailable_reason
@@ -79,8 +80,9 @@ def make_paths(nix: IsolatedNix, params: Params) -> tuple[list[str], int]:
     expr_file.write_text(expr, encoding="utf-8")
     out = call(["nix-build", "--no-out-link", "--max-jobs", "2", str(expr_file)],
               env=nix.env(), timeout=3600).stdout.split()
-    info = json.loads(call(["nix", "path-info", "--json", *out], env=nix.env()).stdout)
-    return out, sum(int(p["narSize"]) for p in info)
+    infos = parse_path_infos(call(dialect.detect(None, nix.env()).path_info_json(out),
+                                  env=nix.env()).stdout)
+    return out, sum(i.nar_size or 0 for i in infos)
 
 
 def _url(base: str, key: Path, compression: str) -> str:
