@@ -3,6 +3,8 @@
     python -m tests.matrix build [SUITE...]        build (or find) the roots and their venvs
     python -m tests.matrix path SUITE              print a root's directory
     python -m tests.matrix shell SUITE -- CMD...   run CMD in the root, in the checkout
+    python -m tests.matrix test [--legs SPEC] [--host all|none|rest] -- PYTEST-ARGS...
+                                                   the host leg, then `pytest -m nix` per root
 
 SUITE is a Debian suite (bookworm, trixie, sid) or a Nix version (2.8, 2.26, 2.34).
 """
@@ -13,12 +15,13 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from .chroot import SRC, run_in_root
-from .roots import CACHE, SUITES, ensure_root, suite
+from .roots import CACHE, ensure_root, suite
 from .venv import REPO, ensure_venv
 
 
@@ -45,27 +48,56 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build (or find cached) roots and their venvs")
-    b.add_argument("suites", nargs="*", default=list(SUITES))
+    b.add_argument("suites", nargs="*", help="suites or Nix versions (default: all)")
     p = sub.add_parser("path", help="print a root's directory (building it first)")
     p.add_argument("suite")
     s = sub.add_parser("shell", help="run a command in a root (default: bash)")
     s.add_argument("suite")
     s.add_argument("argv", nargs=argparse.REMAINDER)
+    t = sub.add_parser("test", help="the matrix test run (what scripts/test calls)")
+    t.add_argument("--legs", default="all", help='"all", "host" (no root) or e.g. "2.8,sid"')
+    t.add_argument("--host", choices=("all", "none", "rest"), default="rest",
+                   help="host leg: all tests, none, or the tests without Nix (default)")
+    t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.cmd == "build":
-        for name in args.suites:
-            root = ensure_root(suite(name))
+        from .run import pick
+
+        for leg in pick(",".join(args.suites)):
+            root = ensure_root(leg)
             ensure_venv(root, CACHE)
             print(root)
         return 0
     if args.cmd == "path":
         print(ensure_root(suite(args.suite)))
         return 0
-    cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    return shell(args.suite, cmd)
+    if args.cmd == "test":
+        return test(args.legs, args.host, _after_dashes(args.pytest_args))
+    return shell(args.suite, _after_dashes(args.argv))
+
+
+def test(legs: str, host: str, pytest_args: list[str]) -> int:
+    from . import run
+
+    suites = run.pick(legs)
+    results = []
+    if host != "none":
+        results.append(run.run_host(pytest_args, REPO, everything=host == "all" or not suites))
+    results += [run.run_leg(s, pytest_args, REPO) for s in suites]
+    return run.summary(results)
+
+
+def _after_dashes(argv: list[str]) -> list[str]:
+    return argv[1:] if argv[:1] == ["--"] else argv
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM ends the run like Ctrl-C does: through `finally`, which removes the run's /tmp.
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
     os.umask(0o022)
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main())
