@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,8 @@ from nix_push_queue.commands import hook as hook_cmd
 from nix_push_queue.config.schema import load_schema
 from nix_push_queue.wire import protocol
 from tests.fixtures.fake_daemon import FakeDaemon, Mode
+
+from . import console_script
 
 STORE = "/nix/store"
 H = "0123456789abcdfghijklmnpqrsvwxyz"
@@ -170,13 +171,13 @@ def test_hook_imports_nothing_heavy(tmp_path: Path, how: str) -> None:
     out = f"{store}/{H}-out"
     drv = f"{store}/{'1' * 32}-x.drv"
     Path(drv).write_text(f'Derive([("out","{out}","","")],[],[],"x","/bin/sh",[],[])')
-    env = {"PATH": "/usr/bin:/bin", "DRV_PATH": drv,
-           "OUT_PATHS": out if how == "out_paths" else ""}
-    script = Path(sys.executable).parent / "nix-push-queue"
+    env = console_script.environment(DRV_PATH=drv,
+                                     OUT_PATHS=out if how == "out_paths" else "")
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", str(script), "hook", "--socket",
-         str(tmp_path / "none.sock"), "--spool-dir", str(tmp_path / "spool"),
-         "--store-dir", str(store), "--timeout", "5"],
+        console_script.command(
+            "hook", "--socket", str(tmp_path / "none.sock"), "--spool-dir",
+            str(tmp_path / "spool"), "--store-dir", str(store), "--timeout", "5",
+            python_flags=("-X", "importtime")),
         env=env, capture_output=True, text=True, timeout=120, check=True)
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
