@@ -248,3 +248,58 @@ def test_inherited_socket_must_be_unix_stream(sock_dir: Path) -> None:
         sock.detach()
     finally:
         unix.close()
+
+
+def test_buffer_budget_closes_the_greediest_and_is_released(
+        store: QueueStore, sock_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    budget = 256 << 10
+
+    async def scenario(server: Server, connect: Any, woken: list[str]) -> None:
+        small = await connect()
+        small.writer.write(b'{"v":1,"op":')  # a hook's request, half sent
+        greedy = [await connect() for _ in range(3)]
+        for c in greedy:
+            c.writer.write(b"x" * (120 << 10))  # 360 KiB together: over the budget
+            await c.writer.drain()
+        reads = [asyncio.ensure_future(c.reader.readline()) for c in greedy]
+        done, pending = await asyncio.wait(reads, timeout=10,
+                                           return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1, "one victim is enough to get under the budget"
+        assert json.loads(done.pop().result())["error"] == "too_large"
+        assert server.limits.held <= budget
+        for task in pending:
+            task.cancel()
+        small.writer.write(b'"ping"}\n')  # the small one was never the victim
+        assert json.loads(await asyncio.wait_for(small.reader.readline(), 10))["ok"] is True
+        for c in [small, *greedy]:
+            c.close()
+        for _ in range(200):
+            if server.connections == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert server.connections == 0 and server.limits.held == 0
+
+    serve(store, sock_dir, scenario, buffer_budget=budget)
+    lines = [r for r in caplog.records if "closing a connection holding" in r.getMessage()]
+    assert len(lines) == 1
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_evicting_idle_connections_logs_no_traceback(
+        store: QueueStore, sock_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario(server: Server, connect: Any, woken: list[str]) -> None:
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+        clients = [await connect() for _ in range(20)]  # 4 at a time fit: 16 evictions
+        clients[-1].writer.write(b'{"v":1,"op":"ping"}\n')
+        assert json.loads(await asyncio.wait_for(clients[-1].reader.readline(), 10))["ok"]
+        for c in clients[:16]:
+            assert await asyncio.wait_for(c.reader.read(), 10) == b""
+        for c in clients:
+            c.close()
+        await asyncio.sleep(0.1)
+        assert server.limits.evicted == 16
+        assert not errors, errors
+
+    serve(store, sock_dir, scenario, max_connections=4)
+    assert not any(r.exc_info or "Traceback" in r.getMessage() for r in caplog.records)

@@ -2,9 +2,12 @@
 
 An `enqueue` is answered only after its rows are committed, so an `ok` is durable. Anything
 a peer sends that is malformed or too large gets an error reply and a log line, and the
-daemon keeps serving. A connection that stays idle past `idle_timeout` is closed; at
-`max_connections` the oldest idle connection makes room for a new one (refused only when all
-are busy), so thousands of idle clients cannot exhaust it.
+daemon keeps serving. A connection that stays idle past `idle_timeout` is closed. What all
+clients together may hold (connections, buffered bytes) is bounded by limits.py; requests
+are answered by dispatch.py; connection.py reads and writes one client.
+
+Connections are ended by closing their transport, never by cancelling their task: asyncio's
+stream server logs a cancelled handler as an error with a traceback.
 
 The listening socket comes from listen.py (socket activation or bound by the daemon).
 """
@@ -16,57 +19,61 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
 
-from ..wire.protocol import MAX_LINE, ErrorReply, Reply, encode
+from ..wire.protocol import ErrorReply, encode
+from .connection import CHUNK, WRITE_TIMEOUT, Connection, CountingReader
 from .dispatch import Dispatcher, DispatchMetrics, Offload
 from .intake import Intake
+from .limits import BUFFER_BUDGET, MAX_CONNECTIONS, Limits
 
 __all__ = ["Intake", "Server"]
 
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT = 30.0  # seconds a connection may wait between requests
-MAX_CONNECTIONS = 256
-WRITE_TIMEOUT = 10.0  # a peer that does not read its reply is dropped
 CLOSE_GRACE = 5.0  # on shutdown, how long requests being handled may take to finish
 
 
 class Server:
     def __init__(self, intake: Intake, *, notify: Callable[[], None],
                  metrics: DispatchMetrics | None = None, idle_timeout: float = IDLE_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS,
+                 max_connections: int = MAX_CONNECTIONS, buffer_budget: int = BUFFER_BUDGET,
                  offload: Offload = asyncio.to_thread) -> None:
         self.dispatcher = Dispatcher(intake, notify=notify, metrics=metrics, offload=offload)
+        self.limits = Limits(max_connections, buffer_budget)
         self._idle_timeout = idle_timeout
-        self._max_connections = max_connections
         self._server: asyncio.AbstractServer | None = None
-        self._connections: dict[asyncio.Task[Any], bool] = {}  # task -> handling a request
         self._closing = False
-        self._evicted = 0
 
     @property
     def connections(self) -> int:
-        return len(self._connections)
+        return len(self.limits)
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on an already listening unix stream socket."""
         sock.setblocking(False)
         # asyncio listens again with its own backlog (100 by default): keep the kernel's
-        # maximum, or a burst of clients gets EAGAIN at connect and spools.
-        self._server = await asyncio.start_unix_server(self._connection, sock=sock,
-                                                       limit=MAX_LINE,
-                                                       backlog=socket.SOMAXCONN)
+        # maximum, or a burst of clients gets EAGAIN at connect and spools. `limit`: what
+        # the stream buffers before it stops reading a client we are not reading from. As
+        # asyncio.start_unix_server, with a reader that counts what it holds.
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            return asyncio.StreamReaderProtocol(CountingReader(CHUNK), self._connection)
+
+        self._server = await loop.create_unix_server(protocol, sock=sock,
+                                                     backlog=socket.SOMAXCONN)
 
     async def close(self) -> None:
         """Stop accepting; drop idle connections; let requests being handled finish."""
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for task, busy in list(self._connections.items()):
-            if not busy:
-                task.cancel()
-        tasks = list(self._connections)
+        slots = self.limits.slots()
+        for slot in slots:
+            if not slot.busy:
+                self.limits.close(slot, "shutdown")
+        tasks = [slot.task for slot in slots if slot.task is not None]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=CLOSE_GRACE)
             for task in late:
@@ -75,67 +82,30 @@ class Server:
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        full = len(self._connections) >= self._max_connections
-        if task is None or self._closing or (full and not self._evict_idle()):
+        if not isinstance(reader, CountingReader):
+            raise TypeError("the server's protocol factory makes CountingReaders")
+        slot = None if self._closing else self.limits.admit(writer)
+        if slot is None:
             log.warning("refusing a connection: %d open (max %d), all busy",
-                        len(self._connections), self._max_connections)
+                        len(self.limits), self.limits.max_connections)
             with contextlib.suppress(Exception):
-                await self._send(writer, ErrorReply("internal", "too many connections"))
+                writer.write(encode(ErrorReply("internal", "too many connections")))
+                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
             await _close(writer)
             return
-        self._connections[task] = False
+        conn = Connection(reader, writer, slot, limits=self.limits,
+                          dispatcher=self.dispatcher, idle_timeout=self._idle_timeout)
         try:
-            await self._serve(task, reader, writer)
+            await conn.serve(lambda: self._closing)
         except (ConnectionError, TimeoutError) as exc:
             log.debug("connection ended: %s", exc)
+        except asyncio.CancelledError:
+            # Only close() cancels, for a request that outlived the grace: end quietly.
+            log.info("shutdown: abandoned a request still being handled")
         finally:
-            self._connections.pop(task, None)
+            conn.detach()
+            self.limits.release(slot)
             await _close(writer)
-
-    def _evict_idle(self) -> bool:
-        """Close the oldest idle connection to make room for a new one; False when every
-        connection is busy. Refusing instead would let a few hundred clients that connect
-        and say nothing push every hook to the spool for `idle_timeout`."""
-        for task, busy in self._connections.items():
-            if not busy:
-                task.cancel()
-                del self._connections[task]
-                self._evicted += 1
-                if self._evicted % 1000 == 1:
-                    log.warning("at the limit of %d connections: closed the oldest idle one "
-                                "(%d so far)", self._max_connections, self._evicted)
-                return True
-        return False
-
-    async def _serve(self, task: asyncio.Task[Any], reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
-        while not self._closing:
-            try:
-                line = await asyncio.wait_for(reader.readuntil(b"\n"), self._idle_timeout)
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial.strip():
-                    log.warning("request without its newline (%d bytes); ignored",
-                                len(exc.partial))
-                return
-            except asyncio.LimitOverrunError:
-                log.warning("request larger than %d bytes; closing the connection", MAX_LINE)
-                await self._send(writer, ErrorReply(
-                    "too_large", f"a request line may hold at most {MAX_LINE} bytes"))
-                return
-            except TimeoutError:
-                log.debug("closing a connection idle for %.0f s", self._idle_timeout)
-                return
-            self._connections[task] = True
-            try:
-                reply = await self.dispatcher.handle_line(line)
-                await self._send(writer, reply)
-            finally:
-                self._connections[task] = False
-
-    async def _send(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
-        writer.write(encode(reply))
-        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
