@@ -45,26 +45,23 @@ let
 
   # The daemon's user: systemd's DynamicUser names it after the unit when service.user is null.
   daemonUser = if filled.service.user == null then "nix-push-queue" else filled.service.user;
-  daemonGroup =
-    if filled.service.group != null then filled.service.group
-    else if filled.service.user != null then filled.service.user
-    else null;
-  staticUser = filled.service.user != null && filled.service.user != "root";
+  accounts = import ./nix/accounts.nix { config = filled; };
   # ssh:// and ssh-ng:// targets are signed with `nix store sign` in the local store, which
   # the nix-daemon allows to trusted users only.
   signsLocally = builtins.any
     (t: builtins.match "ssh(-ng)?://.*" t.url != null && t ? secret_key_file)
     filled.targets;
 
-  replacing = !filled.substituters.keep_defaults;
-  # keep_defaults = false means "these lists and nothing else": outrank NixOS's own
-  # cache.nixos.org definitions (normal priority) without taking mkForce from the user.
-  nixSettingsDefs = lib.mapAttrs
-    (name: value:
-      if replacing && builtins.elem name [ "substituters" "trusted-public-keys" ]
-      then lib.mkOverride 90 value
-      else value)
-    nixSettings;
+  # keep_defaults = false drops NixOS's cache.nixos.org entries from the merged lists and
+  # nothing else (see nix/keep-defaults.nix for why a filter rather than a priority).
+  keepDefaults = import ./nix/keep-defaults.nix { config = filled; settings = nixSettings; };
+  dropDefaults = name: values: if cfg.enable then keepDefaults name values else values;
+  # Declared again only to add `apply`: the type merges with nix.nix's declaration, which
+  # has no `apply` of its own (the module system allows one per option).
+  filteredList = name: mkOption {
+    type = types.listOf types.str;
+    apply = dropDefaults name;
+  };
 
   targetType = types.submodule {
     freeformType = json.type;
@@ -106,6 +103,13 @@ let
   };
 in
 {
+  options.nix.settings = mkOption {
+    type = types.submodule {
+      options.substituters = filteredList "substituters";
+      options.trusted-public-keys = filteredList "trusted-public-keys";
+    };
+  };
+
   options.services.nix-push-queue = {
     enable = lib.mkEnableOption "nix-push-queue: push build outputs to binary caches from a durable queue";
 
@@ -158,7 +162,7 @@ in
 
       services.nix-push-queue.configFile = "${generated}/${layout.config}";
 
-      nix.settings = nixSettingsDefs;
+      nix.settings = nixSettings;
 
       environment.systemPackages = [ cfg.package ];
       # Builds (and so validates) the settings even on a consumer-only host, where nothing
@@ -170,8 +174,15 @@ in
           && builtins.any (t: builtins.match "file://.*" t.url != null) filled.targets)
         ("services.nix-push-queue: a file:// target with settings.service.user unset: the "
           + "daemon runs as a systemd DynamicUser, whose uid owns no directory, so it can only "
-          + "write a world-writable cache directory; set settings.service.user and give that "
-          + "user the directory.");
+          + "write a world-writable cache directory; set settings.service.user (\"nix-push-queue\" "
+          + "is created by the module) and give that user the directory.")
+      ++ lib.optional
+        (hasTargets && accounts.external != null && !(config.users.users ? ${accounts.external}))
+        ("services.nix-push-queue: settings.service.user = \"${accounts.external}\" names no "
+          + "account in users.users, and the module creates only \"nix-push-queue\": define "
+          + "users.users.${accounts.external} (isSystemUser = true; group = ...;), or use "
+          + "\"nix-push-queue\". (An account from LDAP or the like needs nothing; with no "
+          + "account at all, systemd cannot start the daemon.)");
     }
 
     (mkIf hasTargets {
@@ -188,17 +199,14 @@ in
         path = [ config.nix.package pkgs.openssh ];
       };
 
-      users.users = mkIf staticUser {
-        ${daemonUser} = {
+      users.users = lib.mapAttrs
+        (_: u: {
           isSystemUser = lib.mkDefault true;
-          group = lib.mkDefault daemonGroup;
-          description = "nix-push-queue daemon";
-        };
-      };
-      users.groups = lib.mkMerge [
-        (mkIf (daemonGroup != null && daemonGroup != "root") { ${daemonGroup} = { }; })
-        (mkIf (filled.queue.socket_group != null) { ${filled.queue.socket_group} = { }; })
-      ];
+          group = lib.mkDefault u.group;
+          inherit (u) description;
+        })
+        accounts.users;
+      users.groups = lib.genAttrs accounts.groups (_: { });
 
       nix.settings.trusted-users = mkIf signsLocally [ daemonUser ];
     })
