@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..client.control import DEFAULT_CONFIG
+from ._types import seconds
 
 SD_LISTEN_FDS_START = 3
 
@@ -21,7 +22,7 @@ SD_LISTEN_FDS_START = 3
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
                         help=f"the daemon's config (default {DEFAULT_CONFIG})")
-    parser.add_argument("--stop-grace", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--stop-grace", type=seconds, default=None, metavar="SECONDS",
                         help="override queue.stop_grace: on SIGTERM, how long running uploads "
                              "may take before they are killed and go back to pending")
 

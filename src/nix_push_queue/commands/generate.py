@@ -13,6 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._types import seconds
+from .validate import EVAL_TIMEOUT_HELP
+
 if TYPE_CHECKING:
     from ..generate import GenerateOptions
 
@@ -39,6 +42,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="remove that line again (needs no CONFIG)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite files that nix-push-queue did not write")
+    parser.add_argument("--eval-timeout", type=seconds, default=None, metavar="SECONDS",
+                        help=EVAL_TIMEOUT_HELP)
     parser.add_argument("--dry-run", action="store_true",
                         help="check everything and print what would change; write nothing")
 
@@ -71,12 +76,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str) -> int:
     from ..config import load_config_source, locate
+    from ..config.limits import EVAL_TIMEOUT
     from ..errors import ConfigError
     from ..generate import generate_files
     from ..generate.include import add_include, check_include
     from ..generate.writer import write_tree
 
-    config, source = load_config_source(args.config)
+    timeout = EVAL_TIMEOUT if args.eval_timeout is None else args.eval_timeout
+    config, source = load_config_source(args.config, eval_timeout=timeout)
     try:
         files = generate_files(config, options)
     except ConfigError as exc:

@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Mapping
 
 from ._common import add_endpoint_args, connect
+from ._types import seconds
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "(nix-store --query --requisites)")
     parser.add_argument("--wait", action="store_true",
                         help="then block until the queue is empty (as `wait`)")
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                         help="with --wait: give up after this long")
     add_endpoint_args(parser)
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from ._types import seconds
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None,
@@ -22,7 +24,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="only this target (repeatable); default: every target")
     parser.add_argument("--keep", action="store_true",
                         help="embedded default: keep the temporary directory for inspection")
-    parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=300.0, metavar="SECONDS",
                         help="how long to wait for the queue to push the path "
                              "(default %(default)g)")
 

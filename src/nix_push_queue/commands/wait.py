@@ -9,10 +9,11 @@ import argparse
 from collections.abc import Mapping
 
 from ._common import add_endpoint_args, connect
+from ._types import seconds
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                         help="give up after this long (default: wait forever)")
     add_endpoint_args(parser)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,13 @@ import jsonschema
 
 from ..errors import ConfigError, ConfigProblem
 from . import semantic
+from .limits import EVAL_TIMEOUT
 from .model import Config, Target, from_document
+from .redact import excerpt, excerpt_read
 from .schema import fill_defaults, hint_for, load_schema, validator
 from .source import Source, format_path, parse_path, read_source
+
+Quote = Callable[[Any], str]
 
 __all__ = [
     "Config",
@@ -26,17 +31,18 @@ __all__ = [
 ]
 
 
-def load_config(path: Path, *, nix_instantiate: str = "nix-instantiate") -> Config:
+def load_config(path: Path, *, nix_instantiate: str = "nix-instantiate",
+                eval_timeout: float = EVAL_TIMEOUT) -> Config:
     """Read, validate and type a config file. Raises ConfigError listing every problem."""
-    source = read_source(path, nix_instantiate=nix_instantiate)
+    source = read_source(path, nix_instantiate=nix_instantiate, eval_timeout=eval_timeout)
     return from_document(validate_document(source))
 
 
 def load_config_source(
-    path: Path, *, nix_instantiate: str = "nix-instantiate"
+    path: Path, *, nix_instantiate: str = "nix-instantiate", eval_timeout: float = EVAL_TIMEOUT
 ) -> tuple[Config, Source]:
     """Like `load_config`, also returning the source, to locate later problems (`locate`)."""
-    source = read_source(path, nix_instantiate=nix_instantiate)
+    source = read_source(path, nix_instantiate=nix_instantiate, eval_timeout=eval_timeout)
     return from_document(validate_document(source)), source
 
 
@@ -71,6 +77,7 @@ def validate_document(source: Source) -> dict[str, Any]:
 
 
 def _schema_problems(source: Source) -> list[ConfigProblem]:
+    quote = excerpt_read if source.computed else excerpt
     errors = sorted(validator().iter_errors(source.data), key=lambda e: list(e.absolute_path))
     problems = []
     for error in errors:
@@ -80,7 +87,7 @@ def _schema_problems(source: Source) -> list[ConfigProblem]:
             known = _schema_node(error).get("properties", {})
             field += tuple(sorted(k for k in error.instance if k not in known))[:1]
         problems.append(ConfigProblem(
-            source.file, source.line_of(field), format_path(field), _message(error)
+            source.file, source.line_of(field), format_path(field), _message(error, quote)
         ))
     return problems
 
@@ -89,7 +96,7 @@ def _schema_node(error: jsonschema.ValidationError) -> dict[str, Any]:
     return error.schema if isinstance(error.schema, dict) else {}
 
 
-def _message(error: jsonschema.ValidationError) -> str:
+def _message(error: jsonschema.ValidationError, quote: Quote) -> str:
     # For anyOf/oneOf, the deepest sub-error names the real cause better than the summary.
     if error.context:
         best = jsonschema.exceptions.best_match(error.context)
@@ -97,30 +104,31 @@ def _message(error: jsonschema.ValidationError) -> str:
             error = best
     hint = _schema_node(error).get("x-hint")
     hint = hint or hint_for(list(error.schema_path))
-    what = _describe(error)
+    what = _describe(error, quote)
     return f"{what}; {hint}" if hint else what
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def _describe(error: jsonschema.ValidationError, quote: Quote) -> str:
     keyword = error.validator
     if keyword == "additionalProperties":
         properties = _schema_node(error).get("properties", {})
         instance = error.instance if isinstance(error.instance, dict) else {}
         extra = sorted(set(instance) - set(properties))
         known = ", ".join(sorted(properties))
-        return f"unknown key(s) {', '.join(map(repr, extra))}; known keys here: {known}"
+        return f"unknown key(s) {', '.join(map(quote, extra))}; known keys here: {known}"
     if keyword == "required":
         return str(error.message).replace("is a required property", "is required but missing")
     if keyword == "not" and isinstance(error.instance, str):
-        return f"value {error.instance!r} is not allowed"
+        return f"value {quote(error.instance)} is not allowed"
     if keyword == "pattern":
-        return f"{error.instance!r} has the wrong form"
+        return f"{quote(error.instance)} has the wrong form"
     if keyword == "type":
         wanted: Any = error.validator_value
         names = [wanted] if isinstance(wanted, str) else list(wanted)
         expected = " or ".join(_TYPE_WORDS.get(n, n) for n in names)
-        return f"expected {expected}, found {_kind(error.instance)}"
-    return str(error.message)
+        return f"expected {expected}, found {_kind(error.instance, quote)}"
+    # jsonschema's own messages start with the whole value: quote only a part of it.
+    return str(error.message).replace(repr(error.instance), quote(error.instance), 1)
 
 
 # JSON Schema's type names in the words of someone writing YAML.
@@ -131,13 +139,13 @@ _TYPE_WORDS = {
 }
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any, quote: Quote) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()}"
     if isinstance(value, (int, float)):
         return f"the number {value}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {quote(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):

@@ -20,6 +20,8 @@ MAX_DEPTH = 32
 MAX_NODES = 100_000
 # nix-instantiate on a config takes well under a second; importing a nixpkgs lib a few.
 EVAL_TIMEOUT = 30.0
+# Address space of nix-instantiate: evaluating a config takes tens of megabytes.
+EVAL_MEMORY = 1024**3
 
 FieldPath = tuple[str | int, ...]
 

@@ -2,7 +2,8 @@
 
 A `.nix` config is a program: it may loop for ever or print gigabytes. nix-instantiate runs
 in its own process group (it may start children: fetchers, builds for import-from-derivation)
-with PR_SET_PDEATHSIG, so it dies with us even on SIGKILL; on timeout, on SIGTERM, SIGHUP or
+with PR_SET_PDEATHSIG, so it dies with us even on SIGKILL, and limited to EVAL_MEMORY of
+address space (Nix's collector then fails with "out of memory"); on timeout, on SIGTERM, SIGHUP or
 SIGINT of `validate`, and when its output passes MAX_BYTES, the whole group is killed before
 we return or exit.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import selectors
 import signal
 import subprocess
@@ -21,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from .limits import MAX_BYTES
+from .limits import EVAL_MEMORY, MAX_BYTES
 
 _PR_SET_PDEATHSIG = 1
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -38,9 +40,10 @@ class EvalResult:
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent() -> None:
+def _child_setup() -> None:
     # Runs in the child between fork and exec: libc was loaded before the fork.
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    resource.setrlimit(resource.RLIMIT_AS, (EVAL_MEMORY, EVAL_MEMORY))
 
 
 class _Signalled(BaseException):
@@ -82,7 +85,7 @@ def run_bounded(argv: Sequence[str], *, timeout: float) -> EvalResult:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True,
                                 # Configs are read before any thread starts.
-                                preexec_fn=_die_with_parent)  # noqa: PLW1509
+                                preexec_fn=_child_setup)  # noqa: PLW1509
         try:
             return _collect(proc, timeout)
         finally:

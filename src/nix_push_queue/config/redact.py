@@ -1,9 +1,10 @@
 """Quoting values in error messages without leaking what a config read.
 
 A `.nix` config can read any file its evaluator may (`builtins.readFile /etc/shadow`), and
-errors go to terminals, CI logs and bug reports. So a value is quoted in full only when it is
-short and on one line, which is what a mistyped URL or name looks like; anything longer is
-shown by its first few characters and its size. Messages of other programs (nix-instantiate)
+errors go to terminals, CI logs and bug reports. So a value of a `.nix` config, or read from a
+file a config names, is shown by its first PREFIX characters and its size. A value written in a
+YAML or JSON file, which can read nothing else, is quoted in full when it is short and on one
+line, which is what a mistyped URL or name looks like. Messages of other programs (nix-instantiate)
 are cut the same way, word by word.
 """
 
@@ -17,11 +18,11 @@ WORD = 40  # in another program's message, longer words are cut
 MESSAGE = 240  # and the message is cut here
 
 
-def excerpt(value: Any) -> str:
+def excerpt(value: Any, short: int = SHORT) -> str:
     """`repr`-like, but never more than a short part of a long or multi-line string; lists
     and mappings are described, not printed."""
     if isinstance(value, str):
-        if len(value) <= SHORT and value.isprintable():
+        if len(value) <= short and value.isprintable():
             return repr(value)
         lines = value.count("\n") + 1
         extent = f"{len(value)} characters" + (f", {lines} lines" if lines > 1 else "")
@@ -34,10 +35,18 @@ def excerpt(value: Any) -> str:
     return repr(value)
 
 
+def excerpt_read(value: Any) -> str:
+    """`excerpt` of a value that may have been read from a file (any value of a `.nix`
+    config): only as much as PREFIX shows."""
+    return excerpt(value, PREFIX)
+
+
 def redact_text(text: str) -> str:
-    """The first line of another program's message, with long words cut (they are where a
-    value read from a file would show), and the whole cut to MESSAGE characters."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    """The first `error:` line of another program's message (else its first line), with long
+    words cut (they are where a value read from a file would show), and the whole cut to
+    MESSAGE characters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = next((line for line in lines if line.startswith("error:")), lines[0] if lines else "")
     words = [w if len(w) <= WORD or _is_path(w) else f"{w[:PREFIX]}...({len(w)} characters)"
              for w in first.split()]
     line = " ".join(words)

@@ -25,9 +25,9 @@ import yaml
 
 from ..errors import ConfigError, ConfigProblem
 from . import yamlload
-from .limits import EVAL_TIMEOUT, MAX_BYTES, TOO_BIG, data_problems, json_depth_problem
+from .limits import EVAL_MEMORY, EVAL_TIMEOUT, MAX_BYTES, TOO_BIG, data_problems, json_depth_problem
 from .nixeval import run_bounded
-from .redact import redact_text
+from .redact import excerpt, redact_text
 
 FieldPath = tuple[str | int, ...]
 LineLookup = Callable[[FieldPath], "int | None"]
@@ -38,13 +38,23 @@ class Source:
     file: str
     data: Any
     line_of: LineLookup
+    # A `.nix` config computes its values, maybe from files: errors quote them only in part.
+    computed: bool = False
 
 
 def format_path(path: FieldPath) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        # A key a `.nix` config computed (say, from a file) is quoted only in part.
+        name = part if _PLAIN_KEY.fullmatch(part) else excerpt(part)
+        out += f".{name}" if out else name
     return out
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def parse_path(text: str) -> FieldPath:
@@ -208,9 +218,12 @@ def _read_nix(path: Path, nix_instantiate: str, timeout: float) -> Source:
     stderr = result.stderr.decode("utf-8", "replace")
     if result.returncode != 0:
         detail = redact_text(stderr) or f"exit {result.returncode}"
+        if "out of memory" in detail:
+            detail += f" (a config may use {EVAL_MEMORY // 1024**2} MiB while it evaluates)"
         raise _problem(name, _nix_error_line(stderr), f"nix-instantiate failed: {detail}")
-    return _json_source(name, result.stdout.decode("utf-8", "replace"),
-                        _nix_lines(path, nix_instantiate, timeout))
+    source = _json_source(name, result.stdout.decode("utf-8", "replace"),
+                          _nix_lines(path, nix_instantiate, timeout))
+    return Source(name, source.data, source.line_of, computed=True)
 
 
 def _nix_error_line(stderr: str) -> int | None:
