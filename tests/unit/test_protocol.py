@@ -54,7 +54,8 @@ def test_request_round_trip(request_: Request) -> None:
 REPLIES: list[tuple[protocol.Op, Reply]] = [
     ("enqueue", EnqueueReply(3, 1)),
     ("status", StatusReply({"c": TargetStats(1, 2, 3, 4, 5, 6.5, "boom", 17.0),
-                            "d": TargetStats()})),
+                            "d": TargetStats(),
+                            "s3": TargetStats(dead=2, unsupported="no S3 in this Nix")})),
     ("retry", ChangedReply(7)),
     ("drop", ChangedReply(0)),
     ("ping", OkReply()),

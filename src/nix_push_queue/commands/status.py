@@ -1,5 +1,6 @@
 """`nix-push-queue status [--json]`: per target pending, uploading, done, dead, skipped,
-oldest pending age and last error (the daemon's `status` op)."""
+oldest pending age and last error (the daemon's `status` op), and why the daemon's Nix cannot
+upload to a target, if it cannot (`unsupported`, e.g. s3:// on a Nix without S3)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for name, s in sorted(stats.items()):
+        if s.unsupported:
+            print(f"unsupported {name}: {s.unsupported}")
     for name, s in sorted(stats.items()):
         if s.last_error:
             when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_error_at))

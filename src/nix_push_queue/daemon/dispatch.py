@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..errors import ProtocolError
@@ -78,7 +79,8 @@ class Dispatcher:
                 return reply
             case StatusRequest():
                 stats = await self._offload(store.stats, intake.now(), intake.targets)
-                return StatusReply(stats)
+                return StatusReply({name: replace(s, unsupported=intake.unsupported.get(name))
+                                    for name, s in stats.items()})
             case RetryRequest():
                 self._check_target(request.target)
                 changed = await self._offload(store.retry_dead, request.target,

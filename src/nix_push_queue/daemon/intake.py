@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import ProtocolError
@@ -31,6 +31,8 @@ class Intake:
     exclude: tuple[str, ...]
     now: Callable[[], float]
     metrics: IntakeMetrics | None = None
+    # Target name -> why this daemon's Nix cannot upload to it (daemon/unsupported.py).
+    unsupported: Mapping[str, str] = field(default_factory=dict)
 
     def enqueue(self, paths: Sequence[str], source: str, drv: str | None = None
                 ) -> EnqueueReply:

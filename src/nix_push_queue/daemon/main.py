@@ -29,6 +29,7 @@ from .listen import bind_socket, inherited_socket, socket_inode, unlink_socket
 from .metrics import DaemonMetrics
 from .server import Intake, Server
 from .store import QueueStore
+from .unsupported import check_targets, sweep_loop
 from .uploader import NixCopyUploader, TargetKeys
 from .worker import Worker
 
@@ -105,12 +106,18 @@ class Daemon:
         self._stop = asyncio.Event()
         self.store = _open_store(Path(config.queue.state_dir), Path(config.queue.spool_dir))
         self.metrics = DaemonMetrics(stats=self._stats)
-        self.intake = Intake(self.store, config.nix.store_dir, self._names,
-                             config.filters.exclude, time.time, self.metrics)
         self._child_env = child_env(options.env)
+        # Targets this Nix cannot upload to (s3:// without S3 support): no worker; their
+        # rows become dead letters (unsupported.py).
+        self.unsupported = check_targets(config.targets, config.nix.nix_bin_dir,
+                                         self._child_env)
+        self.intake = Intake(self.store, config.nix.store_dir, self._names,
+                             config.filters.exclude, time.time, self.metrics,
+                             unsupported=self.unsupported)
         uploader = NixCopyUploader.from_config(
             config, self._child_env, resolve_keys(config.targets, options.credentials_dir))
-        self.worker = Worker(self.store, uploader, config.targets, config.queue, RealClock(),
+        served = [t for t in config.targets if t.name not in self.unsupported]
+        self.worker = Worker(self.store, uploader, served, config.queue, RealClock(),
                              metrics=self.metrics)
         self.server = Server(self.intake, notify=self.worker.notify, metrics=self.metrics)
 
@@ -141,6 +148,10 @@ class Daemon:
             sd_notify(self.options.notify_socket, f"READY=1\nSTATUS={self._status_line()}")
             background = [asyncio.create_task(self._spool_loop()),
                           asyncio.create_task(self._status_loop())]
+            if self.unsupported:
+                background.append(asyncio.create_task(sweep_loop(
+                    self.store, self.unsupported,
+                    lambda name, n: self.metrics.paths_settled(name, "dead", n))))
             await self._stop.wait()
             log.info("stopping")
             sd_notify(self.options.notify_socket, "STOPPING=1")

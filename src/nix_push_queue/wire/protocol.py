@@ -93,6 +93,7 @@ class TargetStats:
     oldest_pending_age: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
+    unsupported: str | None = None  # why the daemon's Nix cannot upload to this target
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def _stats_json(s: TargetStats) -> dict[str, Any]:
         "pending": s.pending, "inflight": s.inflight, "done": s.done, "dead": s.dead,
         "skipped": s.skipped, "oldest_pending_age": s.oldest_pending_age,
         "last_error": s.last_error, "last_error_at": s.last_error_at,
+        "unsupported": s.unsupported,
     }
 
 
@@ -293,6 +295,7 @@ def _targets(value: object) -> dict[str, TargetStats]:
             oldest_pending_age=_num(s, "oldest_pending_age"),
             last_error=_str(s, "last_error", optional=True),
             last_error_at=_num(s, "last_error_at"),
+            unsupported=_str(s, "unsupported", optional=True),
         )
     return out
 
