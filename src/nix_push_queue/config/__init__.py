@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 
 from ..errors import ConfigError, ConfigProblem
-from . import semantic
+from . import paths, semantic
 from .limits import EVAL_TIMEOUT
 from .model import Config, Target, from_document
 from .redact import excerpt, excerpt_read
@@ -66,7 +66,7 @@ def validate_document(source: Source) -> dict[str, Any]:
     problems = _schema_problems(source)
     if problems:
         raise ConfigError(problems)
-    filled: dict[str, Any] = fill_defaults(source.data)
+    filled: dict[str, Any] = paths.normalized(fill_defaults(source.data))
     findings = semantic.check(filled)
     if findings:
         raise ConfigError([

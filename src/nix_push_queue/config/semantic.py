@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import paths
+from .redact import excerpt_read
 from .source import FieldPath
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -15,8 +18,11 @@ Finding = tuple[FieldPath, str]
 
 
 def check(doc: dict[str, Any]) -> list[Finding]:
-    """Return (field path, message) for every rule broken. `doc` is schema-valid and filled."""
+    """Return (field path, message) for every rule broken. `doc` is schema-valid, filled, and
+    its paths normalized (`paths.normalized`)."""
     return [
+        *_dotdot(doc),
+        *_file_urls(doc),
         *_duplicate_targets(doc),
         *_store_secrets(doc),
         *_key_names(doc),
@@ -25,6 +31,26 @@ def check(doc: dict[str, Any]) -> list[Finding]:
         *_queue(doc),
         *_metrics(doc),
     ]
+
+
+def _dotdot(doc: dict[str, Any]) -> Iterator[Finding]:
+    for field, kind, value in paths.fields(doc):
+        path = value if kind == "path" else paths.file_url_path(value)
+        if path is not None and paths.has_dotdot(path):
+            yield field, ("has a '..' component; write the directory it stands for (behind a "
+                          "symlink '..' leads elsewhere than it reads)")
+
+
+def _file_urls(doc: dict[str, Any]) -> Iterator[Finding]:
+    for field, kind, value in paths.fields(doc):
+        if kind != "url" or not value.startswith("file:"):
+            continue
+        host = value.removeprefix("file://").split("/", 1)[0]
+        if host:
+            yield field, (f"a file:// URL takes no host ({host!r} here): a local cache is "
+                          f"file:///ABSOLUTE/PATH, with three slashes")
+        elif paths.file_url_path(value) in ("/", ""):
+            yield field, "a file:// cache needs its own directory, not /"
 
 
 def _duplicate_targets(doc: dict[str, Any]) -> Iterator[Finding]:
@@ -56,7 +82,8 @@ def _secret_fields(doc: dict[str, Any]) -> Iterator[tuple[FieldPath, str]]:
 def _store_secrets(doc: dict[str, Any]) -> Iterator[Finding]:
     store = doc["nix"]["store_dir"].rstrip("/") + "/"
     for field, path in _secret_fields(doc):
-        if path.startswith(store):
+        # Also a link into the store, e.g. /etc/nix/key -> /nix/store/...-key.
+        if path.startswith(store) or os.path.realpath(path).startswith(store):
             yield field, (f"secret file is inside the Nix store ({store}), which every user "
                           "can read; keep it outside, e.g. /etc/nix/cache-priv-key.pem")
 
@@ -83,8 +110,8 @@ def _key_names(doc: dict[str, Any]) -> Iterator[Finding]:
         if secret_name is not None and secret_name != public_name:
             yield (("targets", i, "public_key"),
                    f"key name {public_name!r} does not match the secret key's name "
-                   f"{secret_name!r} in {secret}; use the public key made with that secret "
-                   "key (`nix key convert-secret-to-public < KEYFILE`)")
+                   f"{excerpt_read(secret_name)} in {secret}; use the public key made with "
+                   "that secret key (`nix key convert-secret-to-public < KEYFILE`)")
 
 
 def _substituted_targets(doc: dict[str, Any]) -> Iterator[Finding]:
