@@ -26,7 +26,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ..client.control import push, store_paths, wait_drained
+    from ..client.control import push, wait_drained
+    from ..client.pushpaths import store_paths
 
     client, ep = connect(args)
     paths = store_paths(args.paths, ep, closure=args.closure)

@@ -15,8 +15,11 @@ from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from ..nix.storepath import normalize
 from .schema import load_schema
 from .source import FieldPath
+
+__all__ = ["fields", "file_url_path", "has_dotdot", "normalize", "normalized"]
 
 Kind = Literal["path", "url"]
 _KINDS: dict[str, Kind] = {
@@ -24,12 +27,6 @@ _KINDS: dict[str, Kind] = {
     "#/$defs/secret_path": "path",
     "#/$defs/store_url": "url",
 }
-
-
-def normalize(path: str) -> str:
-    """`path` without repeated slashes, `.` components or a trailing slash; `..` stays."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    return ("/" if path.startswith("/") else "") + "/".join(parts) or "."
 
 
 def has_dotdot(path: str) -> bool:

@@ -16,6 +16,14 @@ NAME_CHARS = frozenset(
 )
 
 
+def normalize(path: str) -> str:
+    """`path` without repeated slashes (`//nix/store` included: POSIX leaves a leading `//`
+    to the implementation), `.` components or a trailing slash. `..` stays: read as text it
+    is wrong behind a symlink, so callers refuse it where it matters."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return ("/" if path.startswith("/") else "") + "/".join(parts) or "."
+
+
 def problem(path: str, store_dir: str) -> str | None:
     """Why `path` is not a store path directly under `store_dir`, or None when it is one."""
     if not isinstance(path, str):
