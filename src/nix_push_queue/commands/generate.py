@@ -88,9 +88,17 @@ def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str)
         files = generate_files(config, options)
     except ConfigError as exc:
         raise locate(exc, source) from None
+    added: list[bool] = []
+
+    def include() -> None:
+        # The last step of the tree's transaction: should it fail, the old tree is put back.
+        if args.include_into is not None:
+            added.append(add_include(args.include_into, fragment))
+
     if args.include_into is not None:
         check_include(args.include_into, fragment)  # fail before writing anything
-    changes = write_tree(args.out, files, force=args.force, dry_run=args.dry_run)
+    changes = write_tree(args.out, files, force=args.force, dry_run=args.dry_run,
+                         then=include)
     verb = "would " if args.dry_run else ""
     for change in changes:
         print(f"{verb}{change.action:9} {args.out / change.path}")
@@ -101,7 +109,7 @@ def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str)
     if args.include_into is not None:
         if args.dry_run:
             print(f"would include {fragment} from {args.include_into}")
-        elif add_include(args.include_into, fragment):
+        elif added and added[0]:
             print(f"{args.include_into}: added `!include {fragment}`")
         else:
             print(f"{args.include_into}: already includes {fragment}")

@@ -51,11 +51,29 @@ def _has_line(text: bytes, fragment: str) -> bool:
 
 
 def check_include(conf: Path, fragment: str) -> None:
-    """Raise OutputError now if `add_include(conf, fragment)` could not work."""
+    """Raise OutputError now if `add_include(conf, fragment)` could not work: run before
+    anything else is written. Tries what adding does (a new file beside `conf`, owned as
+    `conf` is), so a read-only or immutable directory, or a file we may not chown, fails
+    here and not half-way."""
     _check_fragment(fragment)
-    _read(conf)
+    old = _read(conf)
     if not conf.parent.is_dir():
         raise OutputError(f"cannot include into {conf}: {conf.parent} is not a directory")
+    if old is not None and _has_line(old, fragment):
+        return
+    probe = conf.with_name(f".{conf.name}.npq-probe-{secrets.token_hex(4)}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            if old is not None:
+                st = conf.stat()
+                os.fchown(fd, st.st_uid, st.st_gid)
+        finally:
+            os.close(fd)
+            probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot include into {conf}: {exc.strerror} (writing in "
+                          f"{conf.parent}); nothing was changed") from exc
 
 
 def add_include(conf: Path, fragment: str) -> bool:
@@ -69,12 +87,18 @@ def add_include(conf: Path, fragment: str) -> bool:
         _write_atomic(conf, line + b"\n", like=None)
         return True
     backup = conf.with_name(conf.name + BACKUP_SUFFIX)
-    if not os.path.lexists(backup):
+    made_backup = not os.path.lexists(backup)
+    if made_backup:
         _write_atomic(backup, old, like=conf)
     # A file without a final newline gets one before our line and none after, so removing
     # "\n" + line restores it exactly.
     new = old + b"\n" + line if old and not old.endswith(b"\n") else old + line + b"\n"
-    _write_atomic(conf, new, like=conf)
+    try:
+        _write_atomic(conf, new, like=conf)
+    except OutputError:
+        if made_backup:  # all or nothing: no backup of a change that did not happen
+            backup.unlink(missing_ok=True)
+        raise
     return True
 
 

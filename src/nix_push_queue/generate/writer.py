@@ -11,6 +11,14 @@ A file is ours when it carries MARKER in its first lines, or when the manifest w
 (MANIFEST: sha256 of every file we wrote) still matches its content; the daemon's JSON
 config, which cannot hold a comment, relies on the latter. Files a previous run wrote that
 this run no longer produces are removed, unless someone has changed them since.
+
+The manifest is read as untrusted: anyone who could write under the root could have planted
+one. Each entry must be a plain relative path inside the tree and a sha256, or the whole
+manifest is refused and nothing is written or removed; a removal whose real path (through
+symlinked directories) leaves the tree is refused the same way.
+
+`then`, when given, runs once the new tree is in place but before the old one is thrown
+away: if it fails, the old tree is put back (generate's `!include` line is that step).
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -62,8 +71,35 @@ def _read_manifest(root: Path) -> dict[str, str]:
         return {}
     if MARKER not in text.partition("\n")[0]:
         return {}
-    entries = (line.split("  ", 1) for line in text.splitlines() if not line.startswith("#"))
-    return {rel: digest for digest, rel in (e for e in entries if len(e) == 2)}
+    manifest = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        digest, _, rel = line.partition("  ")
+        if not _DIGEST.fullmatch(digest) or not _plain_relative(rel):
+            raise OutputError(
+                f"{root / MANIFEST} lists {line[:100]!r}, not a file of this tree with its "
+                "sha256: nix-push-queue did not write that; nothing was changed. Remove the "
+                "manifest and check the files under " + str(root))
+        manifest[rel] = digest
+    return manifest
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _plain_relative(rel: str) -> bool:
+    """A path as we write them: relative, `/`-separated, no empty, `.` or `..` part."""
+    parts = rel.split("/")
+    return bool(rel) and all(p not in ("", ".", "..") and "\0" not in p for p in parts)
+
+
+def _inside(root: Path, rel: str) -> bool:
+    """Whether the directory holding `rel` really is in the tree (a link as the file itself
+    is never removed: see plan_tree)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath((root / rel).parent)
+    return real == real_root or real.startswith(real_root.rstrip("/") + "/")
 
 
 def _is_ours(rel: str, current: bytes, manifest: dict[str, str]) -> bool:
@@ -114,6 +150,10 @@ def plan_tree(root: Path, files: Sequence[GeneratedFile]) -> Plan:
         _plan_file(root, f, manifest, plan)
     wanted = {f.path for f in everything}
     for rel in sorted(set(manifest) - wanted):
+        if not _inside(root, rel):
+            raise OutputError(f"{root / MANIFEST} lists {rel!r}, which leads out of {root} "
+                              "through a symlink; nothing was changed. Remove the manifest "
+                              "or the link")
         dest = root / rel
         with contextlib.suppress(OSError):
             if dest.is_file() and not dest.is_symlink() and _is_ours(
@@ -123,9 +163,11 @@ def plan_tree(root: Path, files: Sequence[GeneratedFile]) -> Plan:
 
 
 def write_tree(root: Path, files: Sequence[GeneratedFile], *, force: bool = False,
-               dry_run: bool = False) -> tuple[Change, ...]:
-    """Put `files` under `root` atomically (see the module doc). Raises OutputError, having
-    changed nothing, when a file is in the way or cannot be written."""
+               dry_run: bool = False,
+               then: Callable[[], object] | None = None) -> tuple[Change, ...]:
+    """Put `files` under `root` atomically (see the module doc), then run `then`. Raises
+    OutputError, having changed nothing, when a file is in the way or cannot be written or
+    `then` fails."""
     plan = plan_tree(root, files)
     if plan.foreign and not force:
         raise OutputError(
@@ -134,8 +176,12 @@ def write_tree(root: Path, files: Sequence[GeneratedFile], *, force: bool = Fals
     changes = [Change(f.path, action) for f, action in plan.writes]
     changes += [Change(rel, "remove") for rel in plan.removals]
     changes += [Change(rel, "unchanged") for rel in plan.unchanged]
-    if not dry_run and (plan.writes or plan.removals):
-        _Transaction(root).run(plan)
+    if dry_run:
+        return tuple(changes)
+    if plan.writes or plan.removals:
+        _Transaction(root).run(plan, then)
+    elif then is not None:
+        then()
     return tuple(changes)
 
 
@@ -149,7 +195,7 @@ class _Transaction:
     placed: list[Path] = field(default_factory=list)  # destinations that had no old content
     moved: set[Path] = field(default_factory=set)  # destinations no longer holding old content
 
-    def run(self, plan: Plan) -> None:
+    def run(self, plan: Plan, then: Callable[[], object] | None) -> None:
         try:
             for f, _ in plan.writes:
                 self._stage(f)
@@ -163,6 +209,8 @@ class _Transaction:
                 self._backup(self.root / rel)
                 os.unlink(self.root / rel)
                 self.moved.add(self.root / rel)
+            if then is not None:
+                then()
         except OSError as exc:
             self._rollback()
             raise OutputError(f"could not write the generated files under {self.root}: "
