@@ -145,7 +145,7 @@ def _load_yaml(name: str, text: str) -> tuple[Any, yaml.Node | None]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        limit = isinstance(exc, yamlload.LimitError)
+        limit = isinstance(exc, yamlload.Refused)
         what = str(exc.problem) if limit else f"invalid YAML: {exc.problem or exc}"
         if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
             # e.g. an unclosed bracket: the parser notices lines after the real mistake.

@@ -26,8 +26,9 @@ from .redact import excerpt
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class LimitError(MarkedYAMLError):
-    """A limit of `limits` was crossed (not a YAML syntax error)."""
+class Refused(MarkedYAMLError):
+    """Valid YAML that is no config: a limit of `limits` crossed, or a value JSON cannot hold.
+    Reported without the "invalid YAML" of syntax errors."""
 
 
 class BoundedLoader(yaml.SafeLoader):
@@ -42,13 +43,13 @@ class BoundedLoader(yaml.SafeLoader):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             target = self.anchors.get(event.anchor)
             if target is not None and id(target) not in self._measure:
-                raise LimitError(None, None, f"alias *{event.anchor} is used inside its own "
+                raise Refused(None, None, f"alias *{event.anchor} is used inside its own "
                                  "anchor; a config cannot contain itself", event.start_mark)
             return super().compose_node(parent, index)
         self._depth += 1
         if self._depth > MAX_DEPTH:
             mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-            raise LimitError(None, None, TOO_DEEP, mark)
+            raise Refused(None, None, TOO_DEEP, mark)
         try:
             node = super().compose_node(parent, index)
         finally:
@@ -60,9 +61,9 @@ class BoundedLoader(yaml.SafeLoader):
             child_size, child_height = self._measure[id(child)]
             size, height = size + child_size, max(height, child_height)
         if size > MAX_NODES:
-            raise LimitError(None, None, TOO_MANY, node.start_mark)
+            raise Refused(None, None, TOO_MANY, node.start_mark)
         if height + 1 > MAX_DEPTH:  # deep through aliases
-            raise LimitError(None, None, TOO_DEEP, node.start_mark)
+            raise Refused(None, None, TOO_DEEP, node.start_mark)
         self._measure[id(node)] = (size, height + 1)
         return node
 
@@ -77,11 +78,11 @@ def _children(node: Node) -> list[Node]:
 
 def _key(loader: yaml.SafeLoader, node: Node) -> str:
     if not isinstance(node, ScalarNode):
-        raise ConstructorError(None, None, "a key must be a plain name, not a list or "
+        raise Refused(None, None, "a key must be a plain name, not a list or "
                                "mapping (`? ...` complex key)", node.start_mark)
     key = loader.construct_object(node)
     if not isinstance(key, str):
-        raise ConstructorError(None, None, f"key {node.value!r} is read as {excerpt(key)}, "
+        raise Refused(None, None, f"key {node.value!r} is read as {excerpt(key)}, "
                                "not a name; quote it", node.start_mark)
     return key
 
@@ -109,7 +110,7 @@ def _as_written(loader: yaml.SafeLoader, node: ScalarNode) -> str:
 
 
 def _refuse(loader: yaml.SafeLoader, node: Node) -> None:
-    raise ConstructorError(None, None, f"YAML type {node.tag.rsplit(':', 1)[-1]} has no "
+    raise Refused(None, None, f"YAML type {node.tag.rsplit(':', 1)[-1]} has no "
                            "place in a config; use strings, numbers, lists and mappings",
                            node.start_mark)
 
@@ -118,7 +119,7 @@ def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
     try:
         return loader.construct_yaml_int(node)
     except ValueError as exc:  # more digits than int() converts
-        raise ConstructorError(None, None, f"number {excerpt(node.value)} is too large",
+        raise Refused(None, None, f"number {excerpt(node.value)} is too large",
                                node.start_mark) from exc
 
 
