@@ -38,6 +38,9 @@ def mount_script(root: Path, binds: Mapping[str, Path]) -> str:
     r = shlex.quote(str(root))
     lines = [
         "set -e",
+        # The root as a mount point of its own, as / is on a real system: `ip netns` and
+        # `unshare --propagation` change the propagation of / and fail on a plain directory.
+        f"mount --bind {r} {r}",
         f"mount -t proc proc {r}/proc",
         f"mount -t sysfs -o ro sysfs {r}/sys",
         f"mount --rbind /dev {r}/dev",
