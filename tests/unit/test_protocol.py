@@ -20,6 +20,7 @@ from nix_push_queue.wire.protocol import (
     Reply,
     Request,
     RetryRequest,
+    SpoolStats,
     StatusReply,
     StatusRequest,
     TargetStats,
@@ -56,6 +57,8 @@ REPLIES: list[tuple[protocol.Op, Reply]] = [
     ("status", StatusReply({"c": TargetStats(1, 2, 3, 4, 5, 6.5, "boom", 17.0),
                             "d": TargetStats(),
                             "s3": TargetStats(dead=2, unsupported="no S3 in this Nix")})),
+    ("status", StatusReply({"c": TargetStats()}, SpoolStats(pending=400, quarantined=2))),
+    ("status", StatusReply({}, SpoolStats(error="spool /x: cannot list the spool"))),
     ("retry", ChangedReply(7)),
     ("drop", ChangedReply(0)),
     ("ping", OkReply()),
@@ -137,6 +140,9 @@ def test_size_limits() -> None:
         (b'{"v": 1, "ok": true, "targets": []}', "status"),
         (b'{"v": 1, "ok": true, "targets": {"a": {"pending": 1}}}', "status"),
         (b'{"v": 1, "ok": true, "changed": 1.5}', "retry"),
+        (b'{"v": 1, "ok": true, "targets": {}, "spool": []}', "status"),
+        (b'{"v": 1, "ok": true, "targets": {}, "spool": {"pending": -1, "quarantined": 0}}',
+         "status"),
     ],
 )
 def test_bad_replies(line: bytes, op: protocol.Op) -> None:

@@ -21,7 +21,7 @@ from nix_push_queue.daemon.listen import bind_socket, inherited_socket
 from nix_push_queue.daemon.server import Intake, Server
 from nix_push_queue.daemon.store import QueueStore
 from nix_push_queue.errors import DaemonError
-from nix_push_queue.wire.protocol import MAX_LINE
+from nix_push_queue.wire.protocol import MAX_LINE, SpoolStats
 
 STORE = "/nix/store"
 
@@ -303,3 +303,26 @@ def test_evicting_idle_connections_logs_no_traceback(
 
     serve(store, sock_dir, scenario, max_connections=4)
     assert not any(r.exc_info or "Traceback" in r.getMessage() for r in caplog.records)
+
+
+def test_status_counts_the_spool_before_reading_the_queue(store: QueueStore,
+                                                          sock_dir: Path) -> None:
+    """A spool file ingested between the two reads must be seen in one of them: the count
+    comes first, so rows committed right after it (and before the unlink) are read."""
+    calls: list[str] = []
+
+    def spool_stats() -> SpoolStats:
+        calls.append("counted")
+        # ingestion finishes right after the count: rows committed, the file unlinked
+        store.enqueue([sp(7)], ["a", "b"], time.time())
+        return SpoolStats(pending=0, quarantined=3)
+
+    async def scenario(server: Server, connect: Any, woken: list[str]) -> None:
+        c = await connect()
+        status = await c.req(op="status")
+        assert calls == ["counted"]
+        assert status["spool"] == {"pending": 0, "quarantined": 3, "error": None}
+        assert status["targets"]["a"]["pending"] == 1, "a spooled path fell between the reads"
+        c.close()
+
+    serve(store, sock_dir, scenario, spool_stats=spool_stats)

@@ -62,11 +62,12 @@ def test_ingest_unlinks_only_after_enqueue_returned(tmp_path: Path,
         assert os.path.exists(first)
         got.append(paths)
 
-    assert spool.ingest_spool(tmp_path, enqueue, STORE) == (2, 1, 1)
+    assert spool.ingest_spool(tmp_path, enqueue, STORE) == (2, 1, 1, 1)
     assert got == [[sp(1)]]
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["quarantine"]  # the garbage, set aside
+    assert [p.name for p in (tmp_path / "quarantine").iterdir()] == ["9-9-z.spool"]
     assert "garbage" in caplog.text
-    assert spool.ingest_spool(tmp_path / "missing", enqueue, STORE) == (0, 0, 0)
+    assert spool.ingest_spool(tmp_path / "missing", enqueue, STORE) == (0, 0, 0, 0)
 
 
 def test_chowns_to_the_directory_owner_when_root(tmp_path: Path) -> None:
@@ -133,7 +134,76 @@ def test_fifty_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     for proc in procs:
         proc.join(120)
         assert proc.exitcode == 0
-    _, _, bad = spool.ingest_spool(tmp_path, ingested.extend, STORE)
+    _, _, bad, aside = spool.ingest_spool(tmp_path, ingested.extend, STORE)
+    assert aside == 0
     assert bad == 0
     expected = [sp(i) for i in range(1000)] + [sp(i + 100_000) for i in range(1000)]
     assert sorted(ingested) == sorted(expected)
+
+
+def _bad_entries(d: Path) -> list[str]:
+    """One of each kind of entry named *.spool that cannot be read as a spool file."""
+    (d / "10-a-dir.spool").mkdir()
+    (d / "11-b-link.spool").symlink_to("/etc/passwd")
+    os.mkfifo(d / "12-c-fifo.spool")  # opening it for reading would block
+    with open(d / "13-d-big.spool", "wb") as big:
+        big.truncate(spool.MAX_FILE + 1)  # sparse: nothing is written
+    (d / "14-e-binary.spool").write_bytes(b"\x00\xff" * 100 + b"\n")
+    names = ["10-a-dir.spool", "11-b-link.spool", "12-c-fifo.spool", "13-d-big.spool",
+             "14-e-binary.spool"]
+    if os.geteuid() != 0:  # root reads it anyway
+        (d / "15-f-noperm.spool").write_text(f"{sp(9)}\n")
+        (d / "15-f-noperm.spool").chmod(0)
+        names.append("15-f-noperm.spool")
+    return names
+
+
+def test_bad_entries_are_quarantined_and_the_rest_ingested(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    names = _bad_entries(tmp_path)
+    # good files on either side of the bad ones, in mtime order
+    first = spool.write_spool(tmp_path, [sp(1)])
+    os.utime(first, ns=(1, 1))
+    last = spool.write_spool(tmp_path, [sp(2)])
+    assert spool.count_spool(tmp_path) == (len(names) + 2, 0)
+    got: list[str] = []
+    files, paths, _, aside = spool.ingest_spool(tmp_path, got.extend, STORE)
+    assert got == [sp(1), sp(2)] and (files, paths) == (3, 2)
+    assert aside == len(names)
+    assert sorted(p.name for p in (tmp_path / "quarantine").iterdir()) == sorted(names)
+    assert [p.name for p in tmp_path.iterdir()] == ["quarantine"]
+    assert not os.path.exists(last)
+    assert spool.count_spool(tmp_path) == (0, len(names))
+    assert "not a regular file (a directory)" in caplog.text
+    assert "not a regular file (a symbolic link)" in caplog.text
+    assert "not a regular file (a FIFO)" in caplog.text
+    assert "larger than" in caplog.text
+    # a second name that collides in the quarantine is kept beside the first
+    (tmp_path / "10-a-dir.spool").mkdir()
+    assert spool.ingest_spool(tmp_path, got.extend, STORE)[3] == 1
+    assert len(list((tmp_path / "quarantine").glob("10-a-dir.spool*"))) == 2
+
+
+def test_entries_that_cannot_be_moved_aside_are_passed_over(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "quarantine").write_text("in the way")  # makedirs fails: ENOTDIR/EEXIST
+    (tmp_path / "1-1-dir.spool").mkdir()
+    later = spool.write_spool(tmp_path, [sp(3)])
+    skipped: set[str] = set()
+    got: list[str] = []
+    assert spool.ingest_spool(tmp_path, got.extend, STORE, skipped)[3] == 1
+    assert got == [sp(3)] and not os.path.exists(later)
+    assert skipped == {str(tmp_path / "1-1-dir.spool")}
+    assert "passing over it" in caplog.text
+    caplog.clear()
+    assert spool.ingest_spool(tmp_path, got.extend, STORE, skipped) == (0, 0, 0, 0)
+    assert caplog.text == ""  # logged once, not at every poll
+    # counted as set aside, not as waiting: `wait` must not wait on it forever
+    assert spool.count_spool(tmp_path, skipped) == (0, 1)
+
+
+def test_reading_never_blocks_on_a_fifo(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "1-1-f.spool")
+    assert spool.read_entry(str(tmp_path / "1-1-f.spool")) == (
+        None, "not a regular file (a FIFO)")
+    assert list(spool.read_spool_files(tmp_path, STORE)) == []

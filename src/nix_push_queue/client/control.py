@@ -26,6 +26,7 @@ from ..wire.protocol import (
     Request,
     RetryRequest,
     Source,
+    SpoolStats,
     StatusReply,
     StatusRequest,
     TargetStats,
@@ -103,10 +104,14 @@ class ControlClient:
         return queued, skipped
 
     def status(self) -> dict[str, TargetStats]:
+        return dict(self.status_reply().targets)
+
+    def status_reply(self) -> StatusReply:
+        """Targets, and the spool as the daemon counts it (None from an older daemon)."""
         reply = self.request(StatusRequest())
         if not isinstance(reply, StatusReply):
             raise ProtocolError("the daemon sent no status")
-        return dict(reply.targets)
+        return reply
 
     def retry(self, target: str | None, paths: Sequence[str] | None) -> int:
         return self._changed(RetryRequest(target, tuple(paths) if paths else None))
@@ -176,20 +181,29 @@ def wait_drained(client: ControlClient, *, timeout: float | None, poll: float = 
                  spool_dir: str | None = None,
                  on_poll: Callable[[dict[str, TargetStats]], None] | None = None,
                  ) -> dict[str, TargetStats]:
-    """Block until nothing is pending or inflight (and the spool is empty). Raises
-    WaitTimeout, or DeadLetters when it drained with dead letters left."""
+    """Block until nothing is pending or inflight and the spool holds nothing to ingest.
+    Raises WaitTimeout, or DeadLetters when it drained with dead letters left.
+
+    The daemon counts its spool before it reads the queue, so a path is always seen in one
+    or the other, with or without `spool_dir` (and whoever may read that directory). Only
+    an older daemon that does not count it leaves the count to `spool_dir` here."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        stats = client.status()
-        spooled = _spool_count(spool_dir)
+        reply = client.status_reply()
+        stats = dict(reply.targets)
+        spooled, spool_note = _spool_backlog(reply.spool, spool_dir)
         if on_poll is not None:
             on_poll(stats)
         if busy(stats) == 0 and spooled == 0:
             break
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(f"after {timeout:g} s: {busy(stats)} path(s) still pending or "
-                              f"uploading, {spooled} spool file(s) not ingested")
+                              f"uploading, {spool_note}")
         time.sleep(poll)
+    if reply.spool is not None and reply.spool.quarantined:
+        log.warning("%d spool entr%s could not be ingested and were moved aside; see "
+                    "`nix-push-queue status` and the daemon's log", reply.spool.quarantined,
+                    "y" if reply.spool.quarantined == 1 else "ies")
     dead = {name: s for name, s in stats.items() if s.dead}
     if dead:
         parts = [f"{name}: {s.dead} dead (last error: {s.last_error or '-'})"
@@ -197,6 +211,17 @@ def wait_drained(client: ControlClient, *, timeout: float | None, poll: float = 
         raise DeadLetters("queue drained with dead letters; see `nix-push-queue status`, then "
                           "`retry` or `drop`: " + "; ".join(parts))
     return stats
+
+
+def _spool_backlog(reported: SpoolStats | None, spool_dir: str | None) -> tuple[int, str]:
+    """(spool files still to ingest, how to say so). A daemon that could not count its
+    spool cannot vouch for it: that counts as a backlog."""
+    if reported is None:
+        n = _spool_count(spool_dir)
+        return n, f"{n} spool file(s) not ingested"
+    if reported.error is not None:
+        return 1, f"the daemon cannot read its spool: {reported.error}"
+    return reported.pending, f"{reported.pending} spool file(s) not ingested"
 
 
 def _spool_count(spool_dir: str | None) -> int:

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Mapping
 
+from ..wire.protocol import SpoolStats
 from ._common import add_endpoint_args, connect
 
 
@@ -19,10 +20,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    client, _ = connect(args)
-    stats = client.status()
+    client, ep = connect(args)
+    reply = client.status_reply()
+    stats, spool = dict(reply.targets), reply.spool
     if args.json:
-        doc = {"targets": {n: dataclasses.asdict(s) for n, s in sorted(stats.items())}}
+        doc = {"targets": {n: dataclasses.asdict(s) for n, s in sorted(stats.items())},
+               "spool": dataclasses.asdict(spool) if spool is not None else None}
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
     header = ("TARGET", "PENDING", "UPLOADING", "DONE", "DEAD", "SKIPPED", "OLDEST")
@@ -42,7 +45,17 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_error_at))
                     if s.last_error_at else "?")
             print(f"last error {name} ({when}): {s.last_error}")
+    if spool is not None:
+        print(_spool_line(spool, ep.spool_dir))
     return 0
+
+
+def _spool_line(spool: SpoolStats, spool_dir: str | None) -> str:
+    if spool.error is not None:
+        return f"spool: cannot be read by the daemon: {spool.error}"
+    where = f" (in {spool_dir}/quarantine)" if spool.quarantined and spool_dir else ""
+    return (f"spool: {spool.pending} file(s) waiting to be ingested, "
+            f"{spool.quarantined} quarantined{where}")
 
 
 def _age(seconds: float | None) -> str:

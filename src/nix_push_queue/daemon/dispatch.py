@@ -26,6 +26,7 @@ from ..wire.protocol import (
     Reply,
     Request,
     RetryRequest,
+    SpoolStats,
     StatusReply,
     StatusRequest,
     decode_request,
@@ -44,8 +45,10 @@ class DispatchMetrics(Protocol):
 class Dispatcher:
     def __init__(self, intake: Intake, *, notify: Callable[[], None],
                  metrics: DispatchMetrics | None = None,
+                 spool_stats: Callable[[], SpoolStats] | None = None,
                  offload: Offload = asyncio.to_thread) -> None:
         self._intake = intake
+        self._spool_stats = spool_stats
         self._notify = notify
         self._metrics = metrics
         self._offload = offload
@@ -78,9 +81,8 @@ class Dispatcher:
                     self._notify()
                 return reply
             case StatusRequest():
-                stats = await self._offload(store.stats, intake.now(), intake.targets)
-                return StatusReply({name: replace(s, unsupported=intake.unsupported.get(name))
-                                    for name, s in stats.items()})
+                status: StatusReply = await self._offload(self._status)
+                return status
             case RetryRequest():
                 self._check_target(request.target)
                 changed = await self._offload(store.retry_dead, request.target,
@@ -98,6 +100,16 @@ class Dispatcher:
             case PingRequest():
                 return OkReply()
         raise ProtocolError(f"unhandled op {request.op!r}")
+
+    def _status(self) -> StatusReply:
+        """The spool is counted before the queue is read: a file ingested in between has
+        its rows committed before it is unlinked, so it is seen in one or the other, and a
+        `wait` cannot pass while paths sit in the spool."""
+        spool = self._spool_stats() if self._spool_stats is not None else None
+        intake = self._intake
+        stats = intake.store.stats(intake.now(), intake.targets)
+        return StatusReply({name: replace(s, unsupported=intake.unsupported.get(name))
+                            for name, s in stats.items()}, spool)
 
     def _check_target(self, target: str | None) -> None:
         if target is not None and target not in self._intake.targets:

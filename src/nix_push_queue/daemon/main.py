@@ -22,12 +22,12 @@ from pathlib import Path
 
 from ..config.model import Config, Target
 from ..errors import DaemonError, NpqError
-from ..wire import spool
 from ..wire.protocol import TargetStats
 from .clock import RealClock
 from .listen import bind_socket, inherited_socket, socket_inode, unlink_socket
 from .metrics import DaemonMetrics
 from .server import Intake, Server
+from .spooler import Spooler
 from .store import QueueStore
 from .unsupported import check_targets, sweep_loop
 from .uploader import NixCopyUploader, TargetKeys
@@ -119,7 +119,9 @@ class Daemon:
         served = [t for t in config.targets if t.name not in self.unsupported]
         self.worker = Worker(self.store, uploader, served, config.queue, RealClock(),
                              metrics=self.metrics)
-        self.server = Server(self.intake, notify=self.worker.notify, metrics=self.metrics)
+        self.spooler = Spooler(config.queue.spool_dir, self.intake, self.metrics)
+        self.server = Server(self.intake, notify=self.worker.notify, metrics=self.metrics,
+                             spool_stats=self.spooler.stats)
 
     def _stats(self) -> Mapping[str, TargetStats]:
         return self.store.stats(time.time(), self._names)
@@ -195,19 +197,12 @@ class Daemon:
 
     async def _ingest(self) -> bool:
         """Ingest every spool file; False when that failed and must be retried."""
-        q, store_dir = self.config.queue, self.config.nix.store_dir
-
-        def enqueue(paths: list[str]) -> None:
-            self.intake.enqueue(paths, "spool")
-
         try:
-            files, paths, bad = await asyncio.to_thread(spool.ingest_spool, q.spool_dir,
-                                                        enqueue, store_dir)
+            files = await asyncio.to_thread(self.spooler.ingest)
         except NpqError as exc:
             log.error("spool ingestion failed (will retry): %s", exc)
             return False
         if files:
-            log.info("ingested %d spool file(s): %d path(s), %d bad line(s)", files, paths, bad)
             self.worker.notify()
         return True
 

@@ -85,6 +85,9 @@ class DaemonMetrics:
         self.settled = Counter("npq_paths_settled",
                                "Rows settled by outcome: done, retry, dead, gone, skipped",
                                ["target", "outcome"], registry=r)
+        self.quarantined = Counter(
+            "npq_spool_quarantined", "Spool entries moved aside: unreadable, not a regular "
+            "file, or holding invalid lines", registry=r)
         self.latency = Histogram("npq_upload_duration_seconds", "Wall time of one `nix copy`",
                                  ["target"], buckets=LATENCY_BUCKETS, registry=r)
         if stats is not None:
@@ -109,6 +112,10 @@ class DaemonMetrics:
 
     def request_handled(self, op: str, result: str) -> None:
         self.requests.labels(op, result).inc()
+
+    # spool
+    def spool_quarantined(self, entries: int) -> None:
+        self.quarantined.inc(entries)
 
     def serve(self, listen: str) -> None:
         """Serve /metrics on `HOST:PORT` from a daemon thread."""

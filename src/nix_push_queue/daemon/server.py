@@ -20,7 +20,7 @@ import logging
 import socket
 from collections.abc import Callable
 
-from ..wire.protocol import ErrorReply, encode
+from ..wire.protocol import ErrorReply, SpoolStats, encode
 from .connection import CHUNK, WRITE_TIMEOUT, Connection, CountingReader
 from .dispatch import Dispatcher, DispatchMetrics, Offload
 from .intake import Intake
@@ -38,8 +38,10 @@ class Server:
     def __init__(self, intake: Intake, *, notify: Callable[[], None],
                  metrics: DispatchMetrics | None = None, idle_timeout: float = IDLE_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS, buffer_budget: int = BUFFER_BUDGET,
+                 spool_stats: Callable[[], SpoolStats] | None = None,
                  offload: Offload = asyncio.to_thread) -> None:
-        self.dispatcher = Dispatcher(intake, notify=notify, metrics=metrics, offload=offload)
+        self.dispatcher = Dispatcher(intake, notify=notify, metrics=metrics,
+                                     spool_stats=spool_stats, offload=offload)
         self.limits = Limits(max_connections, buffer_budget)
         self._idle_timeout = idle_timeout
         self._server: asyncio.AbstractServer | None = None

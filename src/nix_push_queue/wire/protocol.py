@@ -28,6 +28,7 @@ __all__ = [
     "OkReply",
     "PingRequest",
     "RetryRequest",
+    "SpoolStats",
     "StatusReply",
     "StatusRequest",
     "TargetStats",
@@ -97,6 +98,16 @@ class TargetStats:
 
 
 @dataclass(frozen=True)
+class SpoolStats:
+    """The daemon's spool, counted when the status was asked for (before the queue was
+    read, so a file ingested in between is seen in one of the two)."""
+
+    pending: int = 0  # files not ingested yet
+    quarantined: int = 0  # entries set aside: unreadable or holding invalid lines
+    error: str | None = None  # the spool could not be counted
+
+
+@dataclass(frozen=True)
 class OkReply:
     """The reply to `ping`."""
 
@@ -110,6 +121,7 @@ class EnqueueReply:
 @dataclass(frozen=True)
 class StatusReply:
     targets: Mapping[str, TargetStats]
+    spool: SpoolStats | None = None  # None: a daemon that does not report it
 
 
 @dataclass(frozen=True)
@@ -153,7 +165,12 @@ def _reply_json(msg: Reply) -> dict[str, Any]:
             return {"ok": True, "queued": msg.queued, "skipped": msg.skipped}
         case StatusReply():
             targets = {name: _stats_json(s) for name, s in msg.targets.items()}
-            return {"ok": True, "targets": targets}
+            out: dict[str, Any] = {"ok": True, "targets": targets}
+            if msg.spool is not None:
+                out["spool"] = {"pending": msg.spool.pending,
+                                "quarantined": msg.spool.quarantined,
+                                "error": msg.spool.error}
+            return out
         case ChangedReply():
             return {"ok": True, "changed": msg.changed}
     return {"ok": True}
@@ -279,7 +296,7 @@ def decode_reply(line: bytes, op: Op) -> Reply:
     if op in ("retry", "drop"):
         return ChangedReply(_int(obj, "changed"))
     if op == "status":
-        return StatusReply(_targets(obj.get("targets")))
+        return StatusReply(_targets(obj.get("targets")), _spool(obj.get("spool")))
     return OkReply()
 
 
@@ -298,6 +315,15 @@ def _targets(value: object) -> dict[str, TargetStats]:
             unsupported=_str(s, "unsupported", optional=True),
         )
     return out
+
+
+def _spool(value: object) -> SpoolStats | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError("field 'spool' must be an object", field="spool")
+    return SpoolStats(_int(value, "pending"), _int(value, "quarantined"),
+                      _str(value, "error", optional=True))
 
 
 def _num(obj: Mapping[str, Any], key: str) -> float | None:

@@ -1,0 +1,119 @@
+"""The spool as a careless or hostile user may leave it, with the real daemon running:
+directories, symlinks, FIFOs, unreadable, huge, binary and torn entries named `*.spool`.
+Each is quarantined with a log line and counted in `status`; every readable file around it
+is ingested. And `wait` (even with only `--socket`) never passes while the spool holds
+files, however the hook's writes and the daemon's polls interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nix_push_queue.wire import spool
+from tests.fixtures.daemon import NPQ, DaemonHarness
+from tests.fixtures.faults import hold_db_lock
+
+from . import daemon_strategies as DS
+from . import strategies as S
+from .audit import add_paths, db_rows
+from .figures import FIGURES, Row
+
+pytestmark = pytest.mark.integration
+
+
+def wait_socket_only(d: DaemonHarness, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`wait --socket S`, no config: what the issue's CI job ran."""
+    return subprocess.run([NPQ, "wait", "--socket", d.socket_path, "--timeout", str(timeout)],
+                          env=d.env(), capture_output=True, text=True, timeout=timeout + 60,
+                          check=False)
+
+
+# `wait` passed the barrier: drained (0), or drained with the made-up paths reported gone
+# from the local store (13, LostPaths), which is what these paths are.
+PASSED = (0, 13)
+
+
+def top_level_spool(d: DaemonHarness) -> list[str]:
+    return sorted(p.name for p in d.spool_dir.glob("*.spool"))
+
+
+def test_fuzzed_spool_entries(npq_daemon_factory: Any, tmp_path: Path) -> None:
+    d: DaemonHarness = npq_daemon_factory(hook=False, queue={"batch_wait": 0.2})
+    d.start()
+    store = str(d.config["nix"]["store_dir"])
+    pool = add_paths(d.nix, tmp_path, 30)
+    canary = str(tmp_path / "pwned")
+    expected: set[str] = set()
+    serial = [0]
+    started = time.monotonic()
+
+    @settings(max_examples=25, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.too_slow])
+    @given(st.lists(DS.spool_entries(st.sampled_from(pool), store, canary), min_size=1,
+                    max_size=6))
+    def one(entries: list[DS.SpoolEntry]) -> None:
+        for entry in entries:
+            serial[0] += 1
+            DS.make_entry(d.spool_dir, entry, serial[0])
+            expected.update(entry.queued_lines(lambda p: S.is_store_path(store, p)))
+        run = wait_socket_only(d, 120)
+        assert run.returncode == 0, (entries, run.stderr, d.log_text()[-3000:])
+        assert top_level_spool(d) == [], "wait passed with spool entries left"
+        queued = {r.path for r in db_rows(d.state_dir)}
+        assert expected <= queued, sorted(expected - queued)
+
+    one()
+    assert d.running, d.log_text()[-3000:]
+    status = json.loads(d.cli("status", "--json").stdout)
+    aside = sorted(p.name for p in (d.spool_dir / "quarantine").iterdir())
+    assert status["spool"]["pending"] == 0
+    assert status["spool"]["quarantined"] == len(aside)
+    table = d.cli("status").stdout
+    assert f"{len(aside)} quarantined" in table, table
+    log = d.log_text()
+    assert log.count("moved to") == len(aside)
+    assert "Traceback" not in log
+    assert not Path(canary).exists()
+    print(f"measured: {serial[0]} spool entries, {len(aside)} quarantined, "
+          f"{len(expected)} distinct paths queued")
+    FIGURES.record(Row("fuzz: spool entries", serial[0], len(expected), 0, 0, 0, 0,
+                       time.monotonic() - started))
+
+
+def _spool_400(d: DaemonHarness, tag: int) -> None:
+    store = str(d.config["nix"]["store_dir"])
+    for i in range(100):
+        paths = [f"{store}/{(tag * 1000 + i * 4 + j):032d}-spooled" for j in range(4)]
+        spool.write_spool(d.spool_dir, paths)
+
+
+def test_wait_never_passes_while_the_spool_holds_files(npq_daemon_factory: Any) -> None:
+    d: DaemonHarness = npq_daemon_factory(hook=False, queue={"batch_wait": 0.2})
+    d.start()
+    # The issue's race, four times: hooks spool 400 paths, CI runs `wait --socket` at once.
+    for tag in range(4):
+        _spool_400(d, tag)
+        run = wait_socket_only(d, 300)
+        assert run.returncode in PASSED, run.stderr
+        assert top_level_spool(d) == [], f"run {tag}: wait passed with files in the spool"
+    # Ingestion held up (the database locked): wait must time out, naming the spool.
+    with hold_db_lock(d.state_dir / "queue.sqlite"):
+        _spool_400(d, 9)
+        run = wait_socket_only(d, 3)
+        assert run.returncode == 9, (run.returncode, run.stdout, run.stderr)
+        assert "100 spool file(s) not ingested" in run.stderr, run.stderr
+        status = d.cli("status").stdout
+        assert "100 file(s) waiting to be ingested" in status, status
+    run = wait_socket_only(d, 300)
+    assert run.returncode in PASSED, run.stderr
+    assert top_level_spool(d) == []
+    assert d.running
