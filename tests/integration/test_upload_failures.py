@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nix_push_queue.daemon.uploader import TargetKeys
+from nix_push_queue.nix import stores
 from nix_push_queue.nix.isolated import IsolatedNix
 
 from ..fixtures.nginx import NginxCache
@@ -65,6 +66,8 @@ def test_s3_on_debian_nix_is_permanent_and_redacted(
     creds = tmp_path / "aws-credentials"
     creds.write_text("[default]\naws_access_key_id = AKIDEXAMPLE\n"
                      "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
+    if stores.s3_support(None, nix.env()).supported:
+        pytest.skip("this Nix has the S3 store (Debian's 2.34): tests/integration/test_s3.py")
     path = build(nix, "s3").path
     config = make_config(target_doc("s3", "s3://bucket", signing_key,
                                     credentials_file=str(creds),
@@ -72,7 +75,8 @@ def test_s3_on_debian_nix_is_permanent_and_redacted(
     result = upload(config, nix, [path])
     assert result.kind == "permanent", result.message
     assert "don't know how to open Nix store" in result.message
-    assert "secret-key=<redacted>" in result.message
+    if "s3://" in result.message:  # Nix 2.8 echoes the URL; 2.26 names only the scheme
+        assert "secret-key=<redacted>" in result.message
     assert str(signing_key.secret) not in result.message
     assert signing_key.content() not in result.message
     assert "wJalrXUtnFEMI" not in result.message

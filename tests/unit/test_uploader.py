@@ -109,6 +109,10 @@ def _result(stderr: str, code: int = 1, timed_out: bool = False) -> runner.CmdRe
     ("error: unable to upload 'http://h/x': HTTP error 403 ('Forbidden')", 1, "permanent"),
     ("Host key verification failed.\nerror: cannot open connection", 1, "permanent"),
     ("error: opening file '/run/creds/t-secret-key': Permission denied", 1, "permanent"),
+    ('error: opening file "/run/creds/t-secret-key": No such file or directory', 1,
+     "permanent"),  # Nix 2.34's quotes
+    ("error: cannot add path '/nix/store/a' because it lacks a signature by a trusted key",
+     1, "permanent"),  # Nix 2.26 and 2.34
 ])
 def test_classify(stderr: str, code: int, kind: str) -> None:
     assert classify(_result(stderr, code), ["/run/creds/t-secret-key"]) == kind

@@ -122,7 +122,8 @@ _PERMANENT = (
     "secret key is corrupt",
     "secret key is not valid",
     "unknown compression method",
-    "lacks a valid signature",  # the remote does not trust the target's key
+    "lacks a valid signature",  # the remote does not trust the target's key (Nix 2.8)
+    "lacks a signature by a trusted key",  # the same from Nix 2.26 and 2.34
     "is not in the nix store",
     "is not a store path",
     "host key verification failed",
@@ -144,7 +145,8 @@ def classify(result: runner.CmdResult, key_paths: Sequence[str] = ()) -> UploadK
     # A key file that cannot be opened is a configuration error; a cache directory that
     # cannot be written may be fixed by its admin, so that one stays transient.
     for path in key_paths:
-        if f"opening file '{path.lower()}'" in text:
+        # Nix 2.8 and 2.26 quote the path with ', Nix 2.34 with ".
+        if any(f"opening file {q}{path.lower()}{q}" in text for q in "'\""):
             return "permanent"
     status = _HTTP_STATUS.findall(text)
     if status:
