@@ -31,7 +31,11 @@ def test_examples_cover_every_format_and_are_documented() -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_validates(example: Path) -> None:
     result = npq("validate", example)
-    assert (result.returncode, result.stderr) == (0, "")
+    # s3 targets get a warning where this Nix has no S3 (or no AWS authentication):
+    # tests/integration/test_s3_support.py checks those.
+    errors = [line for line in result.stderr.splitlines()
+              if not (": warning: " in line and "targets[0]" in line)]
+    assert (result.returncode, errors) == (0, [])
     assert result.stdout.startswith(f"{example}: ok")
     filled = npq("validate", "--print", example)
     document = json.loads(filled.stdout)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import Config, Source
 
 from ._types import seconds
 
@@ -25,14 +30,31 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from ..config import load_config
+    from ..config import load_config_source
     from ..config.limits import EVAL_TIMEOUT
 
     timeout = EVAL_TIMEOUT if args.eval_timeout is None else args.eval_timeout
-    config = load_config(args.config, eval_timeout=timeout)
+    config, source = load_config_source(args.config, eval_timeout=timeout)
+    _warn_s3(config, source, env)
     if args.print_json:
         print(json.dumps(config.document, indent=2, sort_keys=True))
     else:
         targets = ", ".join(t.name for t in config.targets) or "none (consumer only)"
         print(f"{args.config}: ok (targets: {targets})")
     return 0
+
+
+def _warn_s3(config: Config, source: Source, env: Mapping[str, str]) -> None:
+    """s3 targets this host's Nix cannot serve: warned on stderr, never an error."""
+    from ..config.semantic import s3_warnings
+    from ..config.source import format_path
+    from ..errors import ConfigProblem
+    from ..nix import stores
+
+    if not any(stores.is_s3(t) for t in config.targets):
+        return
+    support = stores.s3_support(config.nix.nix_bin_dir, env)
+    for field, message in s3_warnings(config.document, support):
+        problem = ConfigProblem(source.file, source.line_of(field), format_path(field),
+                                f"warning: {message}")
+        print(problem, file=sys.stderr)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..nix.stores import S3Support
 from . import paths
 from .redact import excerpt_read
 from .source import FieldPath
@@ -164,3 +165,22 @@ def _metrics(doc: dict[str, Any]) -> Iterator[Finding]:
         port = int(listen.rsplit(":", 1)[1])
         if not 1 <= port <= 65535:
             yield (("metrics", "listen"), f"port {port} is out of range; use 1 to 65535")
+
+
+def s3_warnings(doc: dict[str, Any], support: S3Support) -> list[Finding]:
+    """What this host's Nix cannot do for the config's s3 targets. Warnings, not errors: a
+    config may be written for another host, whose Nix has S3 (NixOS, nixos.org's)."""
+    found: list[Finding] = []
+    for i, target in enumerate(doc["targets"]):
+        if not target["url"].startswith("s3://"):
+            continue
+        if not support.supported:
+            found.append((("targets", i, "url"),
+                          f"{support.reason()}: a daemon on this host would dead-letter this "
+                          "target's paths; fine if the config is for a host whose Nix has S3"))
+        elif support.signed is False and "credentials_file" in target:
+            found.append((("targets", i, "credentials_file"),
+                          f"{support.unsigned_reason()}; fine if the bucket takes anonymous "
+                          "writes or the config is for another host"))
+    return found
+
