@@ -3,7 +3,6 @@ run by a real build."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from nix_push_queue.nix import dialect
 from nix_push_queue.nix.isolated import IsolatedNix, text_derivation
+from nix_push_queue.nix.pathinfo import parse_settings
 
 pytestmark = pytest.mark.integration
 NIXOS_KEY = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="
@@ -31,8 +32,8 @@ def run_cli(*args: object) -> subprocess.CompletedProcess[str]:
 
 
 def show_config(nix: IsolatedNix) -> dict[str, Any]:
-    shown = json.loads(nix.run(["nix", "show-config", "--json"]).stdout)
-    return {k: shown[k]["value"] for k in
+    shown = parse_settings(nix.run(dialect.detect(None, nix.env()).config_show_json()).stdout)
+    return {k: shown[k] for k in
             ("substituters", "trusted-public-keys", "secret-key-files", "post-build-hook")}
 
 

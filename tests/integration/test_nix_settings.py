@@ -2,7 +2,7 @@
 
 - nix/schema-defaults.nix fills a document exactly as config/schema.py does;
 - nix/nix-settings.nix gives the settings the generator's nix.conf fragment holds, compared
-  value by value and as real Nix reads both (`nix show-config --json`);
+  value by value and as real Nix reads both (`nix config show --json`, `show-config` before 2.20);
 - nix/checks.nix refuses what it should, with messages naming the setting.
 """
 
@@ -17,7 +17,9 @@ import pytest
 from nix_push_queue.config import load_document
 from nix_push_queue.config.source import read_source
 from nix_push_queue.generate import FRAGMENT, GenerateOptions, generate
+from nix_push_queue.nix import dialect
 from nix_push_queue.nix.isolated import IsolatedNix
+from nix_push_queue.nix.pathinfo import parse_settings
 
 pytestmark = pytest.mark.integration
 
@@ -108,9 +110,9 @@ def test_module_settings_match_generator(name: str, case: Any, nix: IsolatedNix,
 
 def show_config(nix: IsolatedNix, conf: str) -> dict[str, Any]:
     nix.conf_file.write_text(conf, encoding="utf-8")
-    proc = nix.run(["nix", "show-config", "--json"], timeout=120)
-    shown: dict[str, Any] = json.loads(proc.stdout)
-    return {k: shown[k]["value"] for k in
+    proc = nix.run(dialect.detect(None, nix.env()).config_show_json(), timeout=120)
+    shown = parse_settings(proc.stdout)
+    return {k: shown[k] for k in
             ("substituters", "trusted-public-keys", "secret-key-files", "post-build-hook")}
 
 
