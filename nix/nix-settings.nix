@@ -6,7 +6,8 @@
 #   -> { "extra-substituters" = [ ... ]; "extra-trusted-public-keys" = [ ... ];
 #        "secret-key-files" = [ ... ]; "post-build-hook" = "..."; }
 #
-# Keys with nothing to say are left out, as the generator leaves out their lines.
+# Keys with nothing to say are left out, as the generator leaves out their lines; with
+# keep_defaults = false the two lists replace Nix's own even when empty.
 { config, hook }:
 let
   unique = builtins.foldl' (seen: x: if builtins.elem x seen then seen else seen ++ [ x ]) [ ];
@@ -36,9 +37,11 @@ let
 
   prefix = if config.substituters.keep_defaults then "extra-" else "";
   nonEmpty = name: value: if value == [ ] then { } else { ${name} = value; };
+  replacing = name: value:
+    if config.substituters.keep_defaults then nonEmpty name value else { ${name} = value; };
   hookWanted = config.targets != [ ] && config.hook.enable;
 in
-nonEmpty "${prefix}substituters" urls
-// nonEmpty "${prefix}trusted-public-keys" keys
+replacing "${prefix}substituters" urls
+// replacing "${prefix}trusted-public-keys" keys
 // nonEmpty "secret-key-files" config.nix.secret_key_files
 // (if hookWanted then { "post-build-hook" = hook; } else { })

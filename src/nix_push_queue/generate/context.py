@@ -98,8 +98,9 @@ def fragment_context(config: Config, paths: Paths, check: Checker) -> dict[str, 
 def hook_context(config: Config, program: Sequence[str], check: Checker) -> dict[str, Any]:
     """`program`: the words that start this CLI (one installed executable, or an interpreter
     and `-m nix_push_queue` for the embedded default and the tests)."""
+    words = [check.use("--executable", word, sh_word) for word in program]
     return {
-        "program": " ".join(check.use("--executable", word, sh_word) for word in program),
+        "program": "" if check.problems else " ".join(map(sh_word, words)),
         "socket": check.use("queue.socket", config.queue.socket, sh_word),
         "spool_dir": check.use("queue.spool_dir", config.queue.spool_dir, sh_word),
         "store_dir": check.use("nix.store_dir", config.nix.store_dir, sh_word),
