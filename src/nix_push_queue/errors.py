@@ -121,6 +121,13 @@ class DeadLetters(NpqError):
     exit_code = 10
 
 
+class PathsLost(NpqError):
+    """`wait`: the queue drained, but paths left the local store before their upload
+    (garbage-collected; see `status`, then `drop` to acknowledge)."""
+
+    exit_code = 13
+
+
 class DaemonError(NpqError):
     """The daemon cannot start: socket in use, unusable inherited fd or state directory."""
 

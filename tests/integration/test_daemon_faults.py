@@ -138,7 +138,7 @@ def test_unuploadable_path_goes_dead_without_holding_up_others(
     assert d.status()["local"]["dead"] == 1
     assert "1 dead letter(s) back to pending" in d.cli("retry").stdout
     wait_for(lambda: d.rows()[str(bad)] == ("dead", 3), what="dead again")
-    assert "1 dead letter(s) dropped" in d.cli("drop", "--target", "local").stdout
+    assert "1 dead letter(s) or lost path(s) dropped" in d.cli("drop", "--target", "local").stdout
     d.wait_drained(timeout=60)
     assert str(bad) not in d.rows()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from nix_push_queue.config.model import Queue, Retry, Target
+from nix_push_queue.config.model import GcRoots, Queue, Retry, Target
 from nix_push_queue.daemon.clock import FakeClock
 from nix_push_queue.daemon.store import QueueStore
 from nix_push_queue.daemon.uploader import UploadResult
@@ -39,7 +39,8 @@ def queue(**kw: Any) -> Queue:
                   jitter=kw.pop("jitter", 0.0))
     base = Queue(socket="/run/x.sock", socket_mode=0o660, socket_group=None, state_dir="/x",
                  spool_dir="/x/spool", workers=1, batch_size=32, batch_wait=0.2,
-                 upload_timeout=3600.0, stop_grace=30.0, retry=retry)
+                 upload_timeout=3600.0, stop_grace=30.0, retry=retry,
+                 gc_roots=GcRoots(enable=False, max_bytes=None, max_age=None))
     return replace(base, **kw)
 
 

@@ -12,7 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DaemonUnavailable, DeadLetters, NixError, ProtocolError, WaitTimeout
+from ..errors import (
+    DaemonUnavailable,
+    DeadLetters,
+    NixError,
+    PathsLost,
+    ProtocolError,
+    WaitTimeout,
+)
 from ..nix import storepath
 from ..wire import framing, spool
 from ..wire.protocol import (
@@ -204,6 +211,7 @@ def wait_drained(client: ControlClient, *, timeout: float | None, poll: float = 
         log.warning("%d spool entr%s could not be ingested and were moved aside; see "
                     "`nix-push-queue status` and the daemon's log", reply.spool.quarantined,
                     "y" if reply.spool.quarantined == 1 else "ies")
+    lost_paths(stats)
     dead = {name: s for name, s in stats.items() if s.dead}
     if dead:
         parts = [f"{name}: {s.dead} dead (last error: {s.last_error or '-'})"
@@ -222,6 +230,20 @@ def _spool_backlog(reported: SpoolStats | None, spool_dir: str | None) -> tuple[
     if reported.error is not None:
         return 1, f"the daemon cannot read its spool: {reported.error}"
     return reported.pending, f"{reported.pending} spool file(s) not ingested"
+
+
+def lost_paths(stats: dict[str, TargetStats]) -> None:
+    """Raise PathsLost if a queued path left the store before its upload and no one has
+    acknowledged it yet (`drop`): a CI job's `wait` must not pass when a build never
+    reached its cache."""
+    lost = {name: s for name, s in stats.items() if s.gone}
+    if lost:
+        parts = [f"{name}: {s.gone} gone ({s.released} after the GC roots cap released "
+                 "them)" for name, s in sorted(lost.items())]
+        raise PathsLost("queue drained, but paths left the local store before their upload "
+                        "(garbage-collected); they are not in the cache: " + "; ".join(parts)
+                        + ". Rebuild and push them, then acknowledge with `nix-push-queue "
+                        "drop` (see `status`)")
 
 
 def _spool_count(spool_dir: str | None) -> int:

@@ -18,22 +18,28 @@ import sys
 import time
 
 from ..nix import storepath
-from ..wire import framing, spool
+from ..wire import framing, gcroots, spool
 
 TYPE_CHECKING = False  # mypy reads this name as true; at run time `typing` stays unloaded
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 PREFIX = "nix-push-queue hook: "
-SETTING_KEYS = ("socket", "spool_dir", "store_dir", "timeout", "nix_bin_dir")
-# setting -> (schema $defs section, property, where it sits in the daemon's config.json)
+SETTING_KEYS = ("socket", "spool_dir", "store_dir", "timeout", "nix_bin_dir", "state_dir",
+                "gc_roots")
+# setting -> where it sits in the daemon's config.json: (section, ..., property); the schema's
+# $defs has the same sections
 _SCHEMA_PLACES = {
     "socket": ("queue", "socket"),
     "spool_dir": ("queue", "spool_dir"),
     "store_dir": ("nix", "store_dir"),
     "timeout": ("hook", "timeout"),
     "nix_bin_dir": ("nix", "nix_bin_dir"),
+    "state_dir": ("nix", "state_dir"),
+    "gc_roots": ("gc_roots", "enable"),
 }
+# sections nested in another one in config.json (the schema's $defs keeps them flat)
+_NESTED = {"gc_roots": "queue"}
 _DRV_READ = 1 << 16  # the outputs come first in a .drv; they fit in far less
 _DRV_START = "Derive(["  # ATerm: Derive([("out","/nix/store/...-x","",""),...],...)
 
@@ -51,15 +57,16 @@ class Settings:
     """What the hook needs; built by `resolve_settings`. A plain class, not a dataclass:
     the dataclasses module costs the hook more than everything else it imports."""
 
-    __slots__ = ("nix_bin_dir", "socket", "spool_dir", "store_dir", "timeout")
+    __slots__ = ("nix_bin_dir", "roots_dir", "socket", "spool_dir", "store_dir", "timeout")
 
     def __init__(self, *, socket: str, spool_dir: str, store_dir: str, timeout: float,
-                 nix_bin_dir: str | None) -> None:
+                 nix_bin_dir: str | None, roots_dir: str | None = None) -> None:
         self.socket = socket
         self.spool_dir = spool_dir
         self.store_dir = store_dir
         self.timeout = timeout
         self.nix_bin_dir = nix_bin_dir
+        self.roots_dir = roots_dir  # None: do not root (queue.gc_roots.enable false)
 
 
 def _schema_defaults() -> dict[str, object]:
@@ -71,6 +78,14 @@ def _schema_defaults() -> dict[str, object]:
             for key, (section, prop) in _SCHEMA_PLACES.items()}
 
 
+def _config_section(doc: dict[str, object], section: str) -> object:
+    outer = _NESTED.get(section)
+    if outer is None:
+        return doc.get(section)
+    part = doc.get(outer)
+    return part.get(section) if isinstance(part, dict) else None
+
+
 def _from_config(path: str) -> dict[str, object]:
     """The settings found in the daemon's config.json; unreadable -> logged, none."""
     try:
@@ -78,7 +93,7 @@ def _from_config(path: str) -> dict[str, object]:
             doc = framing.loads(f.read())
         found = {}
         for key, (section, prop) in _SCHEMA_PLACES.items():
-            part = doc.get(section)
+            part = _config_section(doc, section)
             if isinstance(part, dict) and prop in part:
                 found[key] = part[prop]
         return found
@@ -87,10 +102,14 @@ def _from_config(path: str) -> dict[str, object]:
         return {}
 
 
-def resolve_settings(given: Mapping[str, object], config_path: str | None) -> Settings:
-    """Flags (`given`) over the config file over the schema's defaults."""
+def resolve_settings(given: Mapping[str, object], config_path: str | None,
+                     env: Mapping[str, str] | None = None) -> Settings:
+    """Flags (`given`) over the config file over the schema's defaults; the state directory
+    given by neither is the environment's NIX_STATE_DIR, as for Nix itself."""
     values = dict(_from_config(config_path)) if config_path else {}
     values.update({k: v for k, v in given.items() if v is not None})
+    if "state_dir" not in values and env and env.get("NIX_STATE_DIR"):
+        values["state_dir"] = env["NIX_STATE_DIR"]
     if any(k not in values for k in SETTING_KEYS):
         defaults = _schema_defaults()
         values = {**defaults, **values}
@@ -99,9 +118,10 @@ def resolve_settings(given: Mapping[str, object], config_path: str | None) -> Se
         log(f"invalid timeout {values['timeout']!r}; using the default")
         timeout = _positive(_schema_defaults()["timeout"]) or 1.0
     bin_dir = values["nix_bin_dir"]
+    roots = None if values["gc_roots"] is False else gcroots.roots_dir(str(values["state_dir"]))
     return Settings(socket=str(values["socket"]), spool_dir=str(values["spool_dir"]),
                     store_dir=str(values["store_dir"]), timeout=timeout,
-                    nix_bin_dir=None if bin_dir is None else str(bin_dir))
+                    nix_bin_dir=None if bin_dir is None else str(bin_dir), roots_dir=roots)
 
 
 def _positive(value: object) -> float | None:
@@ -245,6 +265,10 @@ def run(settings: Settings, out_paths: str, drv_path: str, env: Mapping[str, str
     paths = build_outputs(out_paths, drv_path, settings, deadline, env)
     if not paths:
         return "nothing"
+    if settings.roots_dir is not None:
+        # Before the daemon or the spool sees them, and before Nix goes on: from here until
+        # every target has them, no garbage collection can delete them.
+        root_paths(settings.roots_dir, paths, env)
     drv = drv_path if storepath.is_derivation(drv_path, settings.store_dir) else None
     chunks = framing.enqueue_lines(paths, drv, "hook")
     try:
@@ -255,6 +279,30 @@ def run(settings: Settings, out_paths: str, drv_path: str, env: Mapping[str, str
         return "sent"
     unsent = [p for chunk, _ in chunks[acked:] for p in chunk]
     return spool_paths(settings.spool_dir, unsent, why)
+
+
+def root_paths(roots_dir: str, paths: Sequence[str], env: Mapping[str, str]) -> int:
+    """Make each path a GC root; returns how many are rooted. A failure is logged (the path
+    is still queued, only unprotected from a collection) and never fails the build."""
+    rooted, problem = 0, None
+    for path in paths:
+        try:
+            try:
+                gcroots.add_root(roots_dir, path)
+            except FileNotFoundError:
+                gcroots.ensure_dir(roots_dir)
+                gcroots.add_root(roots_dir, path)
+            rooted += 1
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+    if problem is not None:
+        log(f"cannot make {len(paths) - rooted} path(s) GC roots in {roots_dir}: {problem}; "
+            "they are queued, but a garbage collection may delete them before their upload")
+    state = env.get("NIX_STATE_DIR")
+    if state and gcroots.roots_dir(state) != roots_dir:
+        log(f"NIX_STATE_DIR is {state} but the roots go to {roots_dir}: set nix.state_dir "
+            "in the config to the state directory of this Nix")
+    return rooted
 
 
 def spool_paths(spool_dir: str, paths: Sequence[str], why: str) -> str:

@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 USAGE = """\
 usage: nix-push-queue hook [--config FILE] [--socket PATH] [--spool-dir DIR]
                            [--store-dir DIR] [--timeout SECONDS] [--nix-bin-dir DIR]
+                           [--state-dir DIR] [--no-gc-roots]
 
-Reads OUT_PATHS and DRV_PATH from the environment (as Nix's post-build-hook sets them) and
-hands the store paths to the daemon; if it does not answer within the timeout, writes them
-to the spool. Flags override the values of --config (the daemon's config.json); anything
+Reads OUT_PATHS and DRV_PATH from the environment (as Nix's post-build-hook sets them),
+makes each store path a GC root in STATE_DIR/gcroots/nix-push-queue/ (unless
+--no-gc-roots) and hands the paths to the daemon; if it does not answer within the timeout,
+writes them to the spool. Flags override the values of --config (the daemon's config.json); anything
 given by neither takes the schema's default. Always exits 0.
 """
 
@@ -29,7 +31,9 @@ _FLAGS = {
     "--store-dir": "store_dir",
     "--timeout": "timeout",
     "--nix-bin-dir": "nix_bin_dir",
+    "--state-dir": "state_dir",
 }
+NO_ROOTS = "--no-gc-roots"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="the daemon's config.json")
     for flag in _FLAGS:
         parser.add_argument(flag)
+    parser.add_argument(NO_ROOTS, action="store_true")
 
 
 def parse_argv(argv: Sequence[str]) -> tuple[dict[str, object], str | None, list[str]]:
@@ -47,6 +52,9 @@ def parse_argv(argv: Sequence[str]) -> tuple[dict[str, object], str | None, list
     args = list(argv)
     while args:
         arg = args.pop(0)
+        if arg == NO_ROOTS:
+            given["gc_roots"] = False
+            continue
         flag, eq, value = arg.partition("=")
         if flag not in _FLAGS and flag != "--config":
             problems.append(f"ignoring unknown argument {arg[:100]!r}")
@@ -81,7 +89,7 @@ def main_fast(argv: Sequence[str], env: Mapping[str, str]) -> int:
         given, config, problems = parse_argv(argv)
         for problem in problems:
             hook.log(problem)
-        settings = hook.resolve_settings(given, config)
+        settings = hook.resolve_settings(given, config, env)
         hook.run(settings, env.get("OUT_PATHS", ""), env.get("DRV_PATH", ""), env)
     except BaseException as exc:  # whatever happens, Nix must keep building
         try:
@@ -102,4 +110,6 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         value = getattr(args, key)
         if value is not None:
             argv += [flag, value]
+    if args.no_gc_roots:
+        argv.append(NO_ROOTS)
     return main_fast(argv, env)

@@ -28,10 +28,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                "spool": dataclasses.asdict(spool) if spool is not None else None}
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
-    header = ("TARGET", "PENDING", "UPLOADING", "DONE", "DEAD", "SKIPPED", "OLDEST")
+    # GONE: left the local store before its upload (lost, until `drop`); RELEASED: its GC
+    # root was released by the cap (queue.gc_roots), still queued or gone since.
+    header = ("TARGET", "PENDING", "UPLOADING", "DONE", "DEAD", "SKIPPED", "GONE", "RELEASED",
+              "OLDEST")
     rows = [header] + [
         (name, str(s.pending), str(s.inflight), str(s.done), str(s.dead), str(s.skipped),
-         _age(s.oldest_pending_age))
+         str(s.gone), str(s.released), _age(s.oldest_pending_age))
         for name, s in sorted(stats.items())
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -52,6 +52,19 @@ class NixSettings:
     store_dir: str
     secret_key_files: tuple[str, ...]
     nix_bin_dir: str | None
+    state_dir: str
+
+    @property
+    def gc_roots_dir(self) -> str:
+        """Where queued paths are rooted (wire/gcroots.py)."""
+        return self.state_dir.rstrip("/") + "/gcroots/nix-push-queue"
+
+
+@dataclass(frozen=True)
+class GcRoots:
+    enable: bool
+    max_bytes: int | None
+    max_age: float | None
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,7 @@ class Queue:
     upload_timeout: float
     stop_grace: float
     retry: Retry
+    gc_roots: GcRoots
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,12 @@ def _target(d: dict[str, Any]) -> Target:
     )
 
 
+def _gc_roots(d: dict[str, Any]) -> GcRoots:
+    age = d["max_age"]
+    return GcRoots(enable=d["enable"], max_bytes=d["max_bytes"],
+                   max_age=None if age is None else float(age))
+
+
 def _option_text(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -161,6 +181,7 @@ def from_document(d: dict[str, Any]) -> Config:
             store_dir=d["nix"]["store_dir"].rstrip("/") or "/",
             secret_key_files=tuple(d["nix"]["secret_key_files"]),
             nix_bin_dir=d["nix"]["nix_bin_dir"],
+            state_dir=d["nix"]["state_dir"].rstrip("/") or "/",
         ),
         queue=Queue(
             socket=q["socket"],
@@ -179,6 +200,7 @@ def from_document(d: dict[str, Any]) -> Config:
                 max_delay=float(r["max_delay"]),
                 jitter=float(r["jitter"]),
             ),
+            gc_roots=_gc_roots(q["gc_roots"]),
         ),
         filters=Filters(
             exclude=tuple(d["filters"]["exclude"]),

@@ -38,6 +38,12 @@ class WorkerMetrics(Protocol):
     def paths_settled(self, target: str, outcome: str, count: int) -> None: ...
 
 
+class RootRelease(Protocol):
+    """roots.RootKeeper: release the GC roots of paths the target now has."""
+
+    def settled(self, paths: Sequence[str]) -> int: ...
+
+
 def backoff_delay(policy: Retry, attempts: int, rand: float) -> float:
     """Seconds before the next try after `attempts` failed ones (attempts >= 1)."""
     base = min(policy.max_delay, policy.initial_delay * 2.0 ** max(0, attempts - 1))
@@ -49,8 +55,9 @@ class BatchRunner:
 
     def __init__(self, store: QueueStore, uploader: Uploader, queue: Queue, clock: Clock, *,
                  metrics: WorkerMetrics | None, rand: Callable[[], float], offload: Offload,
-                 stopping: Callable[[], bool]) -> None:
+                 stopping: Callable[[], bool], roots: RootRelease | None = None) -> None:
         self._store = store
+        self._roots = roots
         self._uploader = uploader
         self._queue = queue
         self._clock = clock
@@ -117,8 +124,7 @@ class BatchRunner:
             return result, rest
         sizes = self._sizes(rest, result.sizes)
         if rest:
-            await self._offload(self._store.complete, [j.id for j in rest], now,
-                                sizes=sizes or None)
+            await self._offload(self._complete, rest, now, sizes)
             self._count(target, "done", len(rest))
             log.info("target %s: uploaded %d path(s) in %.2f s", target.name, len(rest),
                      now - started)
@@ -150,8 +156,26 @@ class BatchRunner:
         if skipped_ids:
             log.info("target %s: skipped %d path(s) served by an upstream cache",
                      target.name, len(skipped_ids))
-            await self._offload(self._store.skip, skipped_ids, "signed by an upstream key", now)
+            await self._offload(self._skip, [j for j in jobs if j.id in set(skipped_ids)], now)
             self._count(target, "skipped", len(skipped_ids))
+
+    def _complete(self, jobs: Sequence[Job], now: float, sizes: Mapping[int, int]) -> None:
+        self._store.complete([j.id for j in jobs], now, sizes=sizes or None)
+        self._release_roots(jobs)
+
+    def _skip(self, jobs: Sequence[Job], now: float) -> None:
+        self._store.skip([j.id for j in jobs], "signed by an upstream key", now)
+        self._release_roots(jobs)
+
+    def _release_roots(self, jobs: Sequence[Job]) -> None:
+        """In the same thread call as the commit, so a `wait` that sees the rows settled
+        finds their roots gone too. A failure is the periodic pass's to repair."""
+        if self._roots is None:
+            return
+        try:
+            self._roots.settled([j.path for j in jobs])
+        except Exception as exc:
+            log.warning("releasing GC roots after an upload failed: %s", exc)
 
     async def _after_failure(self, target: Target, jobs: list[Job],
                              result: UploadResult) -> None:

@@ -26,6 +26,8 @@ from ..wire.protocol import TargetStats
 from .clock import RealClock
 from .listen import bind_socket, inherited_socket, socket_inode, unlink_socket
 from .metrics import DaemonMetrics
+from .roots import EVERY as ROOTS_EVERY
+from .roots import keeper_for
 from .server import Intake, Server
 from .spooler import Spooler
 from .store import QueueStore
@@ -117,8 +119,9 @@ class Daemon:
         uploader = NixCopyUploader.from_config(
             config, self._child_env, resolve_keys(config.targets, options.credentials_dir))
         served = [t for t in config.targets if t.name not in self.unsupported]
+        self.roots = keeper_for(config, self.store, self._child_env, self.metrics)
         self.worker = Worker(self.store, uploader, served, config.queue, RealClock(),
-                             metrics=self.metrics)
+                             metrics=self.metrics, roots=self.roots)
         self.spooler = Spooler(config.queue.spool_dir, self.intake, self.metrics)
         self.server = Server(self.intake, notify=self.worker.notify, metrics=self.metrics,
                              spool_stats=self.spooler.stats)
@@ -150,6 +153,8 @@ class Daemon:
             sd_notify(self.options.notify_socket, f"READY=1\nSTATUS={self._status_line()}")
             background = [asyncio.create_task(self._spool_loop()),
                           asyncio.create_task(self._status_loop())]
+            if self.roots is not None:
+                background.append(asyncio.create_task(self.roots.loop(ROOTS_EVERY)))
             if self.unsupported:
                 background.append(asyncio.create_task(sweep_loop(
                     self.store, self.unsupported,

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -37,6 +37,10 @@ class StatsLike(Protocol):
     def skipped(self) -> int: ...
     @property
     def oldest_pending_age(self) -> float | None: ...
+    @property
+    def gone(self) -> int: ...
+    @property
+    def released(self) -> int: ...
 
 
 class _QueueCollector(Collector):
@@ -48,6 +52,10 @@ class _QueueCollector(Collector):
     def collect(self) -> Iterator[Any]:
         rows = GaugeMetricFamily("npq_queue_rows", "Queue rows by target and state",
                                  labels=["target", "state"])
+        lost = GaugeMetricFamily(
+            "npq_lost_paths", "Rows lost (gone: the path left the store before its upload) "
+            "or put at risk (released: the GC roots cap released its root), until dropped",
+            labels=["target", "kind"])
         oldest = GaugeMetricFamily("npq_oldest_pending_age_seconds",
                                    "Age of the oldest pending row (0 when none)",
                                    labels=["target"])
@@ -61,7 +69,10 @@ class _QueueCollector(Collector):
             for state in STATES:
                 rows.add_metric([target, state], float(getattr(s, state)))
             oldest.add_metric([target], float(s.oldest_pending_age or 0.0))
+            lost.add_metric([target, "gone"], float(s.gone))
+            lost.add_metric([target, "released"], float(s.released))
         yield rows
+        yield lost
         yield oldest
 
 
@@ -88,6 +99,12 @@ class DaemonMetrics:
         self.quarantined = Counter(
             "npq_spool_quarantined", "Spool entries moved aside: unreadable, not a regular "
             "file, or holding invalid lines", registry=r)
+        self.roots_released_total = Counter(
+            "npq_gc_roots_released", "GC roots released by the cap, by reason (bytes, age)",
+            ["reason"], registry=r)
+        self.roots = Gauge("npq_gc_roots", "Queued paths held as GC roots", registry=r)
+        self.roots_bytes = Gauge("npq_gc_roots_bytes", "NAR bytes of the paths held as GC "
+                                 "roots (what gc_roots.max_bytes caps)", registry=r)
         self.latency = Histogram("npq_upload_duration_seconds", "Wall time of one `nix copy`",
                                  ["target"], buckets=LATENCY_BUCKETS, registry=r)
         if stats is not None:
@@ -112,6 +129,14 @@ class DaemonMetrics:
 
     def request_handled(self, op: str, result: str) -> None:
         self.requests.labels(op, result).inc()
+
+    # roots.RootMetrics
+    def roots_released(self, reason: str, count: int) -> None:
+        self.roots_released_total.labels(reason).inc(count)
+
+    def roots_held(self, count: int, nbytes: int) -> None:
+        self.roots.set(count)
+        self.roots_bytes.set(nbytes)
 
     # spool
     def spool_quarantined(self, entries: int) -> None:

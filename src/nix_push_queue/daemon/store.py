@@ -27,12 +27,13 @@ from typing import Literal
 
 from ..errors import QueueError
 from ..wire.protocol import TargetStats
+from .ledger import MIGRATION_2, RootLedger, drop_lost, loss_counts, record_lost, unlose
 
 __all__ = ["SCHEMA_VERSION", "Job", "JobState", "QueueStore", "TargetStats"]
 
 JobState = Literal["pending", "inflight", "done", "dead", "skipped"]
 STATES: tuple[JobState, ...] = ("pending", "inflight", "done", "dead", "skipped")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migration n takes the database from version n-1 to n; a new column means a new entry.
 _MIGRATIONS: dict[int, str] = {
@@ -60,6 +61,7 @@ _MIGRATIONS: dict[int, str] = {
         target TEXT PRIMARY KEY, message TEXT NOT NULL, at REAL NOT NULL
     );
     """,
+    2: MIGRATION_2,
 }
 
 
@@ -74,8 +76,9 @@ class Job:
     size: int | None
 
 
-class QueueStore:
-    """The queue database. See the module docstring for durability and thread safety."""
+class QueueStore(RootLedger):
+    """The queue database. See the module docstring for durability and thread safety.
+    GC roots and lost paths: ledger.py."""
 
     def __init__(self, db_path: Path, *, busy_timeout: float = 30.0) -> None:
         self.path = Path(db_path)
@@ -145,7 +148,8 @@ class QueueStore:
         """Queue every path for every target in one transaction; returns rows created or
         revived. An existing row is left alone unless it is dead: a new build of a dead path
         moves it back to pending with attempts = 0."""
-        rows = [(p, t, now, drv) for p in paths for t in targets]
+        unique = list(paths)
+        rows = [(p, t, now, drv) for p in unique for t in targets]
         with self._write("enqueue") as conn:
             before = conn.total_changes
             conn.executemany(
@@ -157,7 +161,9 @@ class QueueStore:
                 " drv = coalesce(excluded.drv, drv) WHERE state = 'dead'",
                 rows,
             )
-            return conn.total_changes - before
+            created = conn.total_changes - before
+            unlose(conn, unique, targets)
+            return created
 
     # -- workers --------------------------------------------------------------------------
 
@@ -220,11 +226,14 @@ class QueueStore:
                 " SELECT target, ?, ? FROM jobs WHERE id = ?",
                 [(error, now, i) for i in ids])
 
-    def forget(self, ids: Sequence[int], reason: str) -> None:
-        """The path is gone from the local store (garbage-collected): the row is deleted.
-        `reason` is for the caller's log line; nothing is kept."""
+    def forget(self, ids: Sequence[int], reason: str, now: float | None = None) -> None:
+        """The path is gone from the local store (garbage-collected): the row moves to the
+        lost table (ledger.py), which `status` counts until a person drops it. `reason` is
+        for the caller's log line."""
         del reason
+        stamp = time.time() if now is None else now
         with self._write("forget") as conn:
+            record_lost(conn, ids, stamp)
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
 
     def release(self, ids: Sequence[int]) -> None:
@@ -248,10 +257,12 @@ class QueueStore:
                 " AND (?2 IS NULL OR path = ?2)", target, paths, stamp)
 
     def drop_dead(self, target: str | None, paths: Sequence[str] | None) -> int:
+        """Delete dead letters and acknowledge lost paths (of `target`, of `paths`)."""
         with self._write("drop") as conn:
             return _each_dead(
                 conn, "DELETE FROM jobs WHERE state = 'dead' AND (?1 IS NULL OR target = ?1)"
-                " AND (?2 IS NULL OR path = ?2)", target, paths, None)
+                " AND (?2 IS NULL OR path = ?2)", target, paths, None
+            ) + drop_lost(conn, target, paths)
 
     # -- observability --------------------------------------------------------------------
 
@@ -266,16 +277,23 @@ class QueueStore:
                 counts.setdefault(target, {})[state] = n
             errors = {t: (m, at) for t, m, at in
                       conn.execute("SELECT target, message, at FROM last_errors")}
+            losses = loss_counts(conn)
+            for target in losses:
+                counts.setdefault(target, {})
             out = {}
             for target, by_state in sorted(counts.items()):
                 oldest = conn.execute(
                     "SELECT min(enqueued_at) FROM jobs WHERE target = ? AND state = 'pending'",
                     (target,)).fetchone()[0]
                 message, at = errors.get(target, (None, None))
+                lost = losses.get(target, {})
                 out[target] = TargetStats(
-                    **{s: by_state.get(s, 0) for s in STATES},
+                    pending=by_state.get("pending", 0), inflight=by_state.get("inflight", 0),
+                    done=by_state.get("done", 0), dead=by_state.get("dead", 0),
+                    skipped=by_state.get("skipped", 0),
                     oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
-                    last_error=message, last_error_at=at)
+                    last_error=message, last_error_at=at,
+                    gone=lost.get("gone", 0), released=lost.get("released", 0))
             return out
 
     def jobs(self, target: str | None = None) -> list[tuple[str, str, JobState, int]]:

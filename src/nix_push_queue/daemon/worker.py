@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Sequence
 
 from ..config.model import Queue, Target
-from .batch import BatchRunner, Offload, WorkerMetrics, backoff_delay
+from .batch import BatchRunner, Offload, RootRelease, WorkerMetrics, backoff_delay
 from .clock import Clock
 from .store import Job, QueueStore
 from .uploader import Uploader
@@ -35,14 +35,16 @@ class Worker:
     def __init__(self, store: QueueStore, uploader: Uploader, targets: Sequence[Target],
                  queue: Queue, clock: Clock, *, metrics: WorkerMetrics | None = None,
                  rand: Callable[[], float] = random.random,
-                 offload: Offload = asyncio.to_thread) -> None:
+                 offload: Offload = asyncio.to_thread,
+                 roots: RootRelease | None = None) -> None:
         self._store = store
         self._targets = tuple(targets)
         self._queue = queue
         self._clock = clock
         self._offload = offload
         self._batches = BatchRunner(store, uploader, queue, clock, metrics=metrics, rand=rand,
-                                    offload=offload, stopping=lambda: self._stopping)
+                                    offload=offload, stopping=lambda: self._stopping,
+                                    roots=roots)
         self._slots = asyncio.Semaphore(queue.workers)
         self._events = {t.name: asyncio.Event() for t in self._targets}
         self._loops: list[asyncio.Task[None]] = []

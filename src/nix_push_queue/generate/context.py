@@ -104,6 +104,8 @@ def hook_context(config: Config, program: Sequence[str], check: Checker) -> dict
         "socket": check.use("queue.socket", config.queue.socket, sh_word),
         "spool_dir": check.use("queue.spool_dir", config.queue.spool_dir, sh_word),
         "store_dir": check.use("nix.store_dir", config.nix.store_dir, sh_word),
+        "state_dir": check.use("nix.state_dir", config.nix.state_dir, sh_word),
+        "gc_roots": config.queue.gc_roots.enable,
         "timeout": f"{config.hook.timeout:g}",
         # Nix 2.8 passes no OUT_PATHS: the hook asks nix-store for DRV_PATH's outputs.
         "nix_bin_dir": config.nix.nix_bin_dir and check.use(

@@ -38,6 +38,11 @@ class IsolatedNix:
         return self.root / "store"
 
     @property
+    def state_dir(self) -> Path:
+        """NIX_STATE_DIR: the database, and gcroots/ that the collector reads."""
+        return self.root / "var"
+
+    @property
     def conf_dir(self) -> Path:
         return self.root / "etc"
 
@@ -58,7 +63,7 @@ class IsolatedNix:
         env.update(
             NIX_CONF_DIR=str(self.conf_dir),
             NIX_STORE_DIR=str(self.store_dir),
-            NIX_STATE_DIR=str(self.root / "var"),
+            NIX_STATE_DIR=str(self.state_dir),
             NIX_LOG_DIR=str(self.root / "log"),
             HOME=str(self.root / "home"),
             # Nix keeps its narinfo cache under XDG_CACHE_HOME: share it and tests leak.

@@ -57,7 +57,7 @@ def prepare(root: Path, program: Sequence[str]) -> Embedded:
         "version": 1,
         "targets": [{"name": "local", "url": f"file://{root / 'cache'}",
                      "secret_key_file": str(secret), "public_key": public}],
-        "nix": {"store_dir": str(nix.store_dir)},
+        "nix": {"store_dir": str(nix.store_dir), "state_dir": str(nix.state_dir)},
         "queue": {"socket": str(root / "run" / "hook.sock"),
                   "state_dir": str(root / "state"), "spool_dir": str(root / "spool")},
     }

@@ -95,6 +95,11 @@ class TargetStats:
     last_error: str | None = None
     last_error_at: float | None = None
     unsupported: str | None = None  # why the daemon's Nix cannot upload to this target
+    # Rows dropped because their path left the local store before its upload (until a
+    # person drops them), and rows whose GC root the cap (queue.gc_roots) released, queued
+    # or lost since.
+    gone: int = 0
+    released: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,7 @@ def _stats_json(s: TargetStats) -> dict[str, Any]:
         "pending": s.pending, "inflight": s.inflight, "done": s.done, "dead": s.dead,
         "skipped": s.skipped, "oldest_pending_age": s.oldest_pending_age,
         "last_error": s.last_error, "last_error_at": s.last_error_at,
-        "unsupported": s.unsupported,
+        "unsupported": s.unsupported, "gone": s.gone, "released": s.released,
     }
 
 
@@ -313,6 +318,8 @@ def _targets(value: object) -> dict[str, TargetStats]:
             last_error=_str(s, "last_error", optional=True),
             last_error_at=_num(s, "last_error_at"),
             unsupported=_str(s, "unsupported", optional=True),
+            # absent from daemons older than the GC roots: none counted
+            **{k: _int(s, k) for k in ("gone", "released") if k in s},
         )
     return out
 
