@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from nix_push_queue.config import load_config
+from nix_push_queue.config import load_config, yamlload
 from nix_push_queue.config.limits import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from nix_push_queue.errors import ConfigError, ConfigProblem
 
@@ -166,3 +168,16 @@ def test_timestamps_stay_the_text_written(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("targets:\n  - name: 2024-01-01\n    url: file:///srv/a\n")
     assert load_config(cfg).targets[0].name == "2024-01-01"
+
+
+@pytest.mark.parametrize("loader", yamlload.LOADERS, ids=lambda c: c.__name__)
+def test_libyaml_and_pure_python_parsers_agree(loader: type[Any]) -> None:
+    for text, problem in [(alias_bomb(9), "values"), ("x: " + "[" * 100 + "]" * 100, "deep"),
+                          ("a: &a [*a]\n", "itself"), ("? [a]\n: 1\n", "complex key"),
+                          ("a: 1\na: 2\n", "duplicate key")]:
+        with pytest.raises(yaml.YAMLError) as info:
+            yamlload.load(text, loader)
+        assert problem in str(info.value), (loader, text[:20], info.value)
+    data, root = yamlload.load("a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  y: 3\n", loader)
+    assert data == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}
+    assert root is not None and root.value[1][1].value[-1][0].start_mark.line == 3

@@ -82,12 +82,18 @@ def _schema_problems(source: Source) -> list[ConfigProblem]:
     problems = []
     for error in errors:
         field = tuple(error.absolute_path)
+        shown = format_path(field)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             # Point at the first unknown key itself, not at the mapping holding it.
             known = _schema_node(error).get("properties", {})
-            field += tuple(sorted(k for k in error.instance if k not in known))[:1]
+            unknown = sorted(k for k in error.instance if k not in known)[:1]
+            field += tuple(unknown)
+            shown = format_path(field)
+            if source.computed and unknown:  # a key a .nix config may have read from a file
+                parent = format_path(field[:-1])
+                shown = f"{parent}.{quote(unknown[0])}" if parent else quote(unknown[0])
         problems.append(ConfigProblem(
-            source.file, source.line_of(field), format_path(field), _message(error, quote)
+            source.file, source.line_of(field), shown, _message(error, quote)
         ))
     return problems
 

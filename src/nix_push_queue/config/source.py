@@ -25,7 +25,15 @@ import yaml
 
 from ..errors import ConfigError, ConfigProblem
 from . import yamlload
-from .limits import EVAL_MEMORY, EVAL_TIMEOUT, MAX_BYTES, TOO_BIG, data_problems, json_depth_problem
+from .limits import (
+    EVAL_MEMORY,
+    EVAL_TIMEOUT,
+    MAX_BYTES,
+    TOO_BIG,
+    TOO_DEEP,
+    data_problems,
+    json_depth_problem,
+)
 from .nixeval import run_bounded
 from .redact import excerpt, redact_text
 
@@ -145,8 +153,11 @@ def _load_yaml(name: str, text: str) -> tuple[Any, yaml.Node | None]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        limit = isinstance(exc, yamlload.Refused)
-        what = str(exc.problem) if limit else f"invalid YAML: {exc.problem or exc}"
+        if isinstance(exc, yamlload.Refused):
+            raise _problem(name, line, str(exc.problem)) from exc
+        if "maximum nesting depth" in str(exc.problem):  # libyaml's own limit, 1,000 levels
+            raise _problem(name, line, TOO_DEEP) from exc
+        what = f"invalid YAML: {exc.problem or exc}"
         if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
             # e.g. an unclosed bracket: the parser notices lines after the real mistake.
             what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
