@@ -1,24 +1,29 @@
 """kill -9 of the daemon at random moments while hooks enqueue and uploads run: every path
 a hook handed over (acknowledged or spooled) reaches the cache, none twice in the queue.
 
-The killed daemon's `nix copy` children are left running as orphans, which is harsher than
-systemd (it stops the whole cgroup): they race the restarted daemon's re-uploads.
+And the killed daemon's `nix copy` children die with it (PR_SET_PDEATHSIG; systemd's
+KillMode=control-group does the same for the unit's cgroup): none keeps uploading for a
+daemon that is gone, none races the restarted daemon's uploads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.daemon import DaemonHarness
+from tests.fixtures.faults import wait_for
 from tests.fixtures.nginx import NginxCache
 
-from .audit import Feed, add_paths, audit, check, feed, row, use_cache
+from .audit import Feed, add_paths, audit, check, feed, row, run_hook, use_cache
 from .figures import FIGURES
 
 pytestmark = pytest.mark.integration
@@ -73,3 +78,58 @@ def test_sigkill_during_enqueue_and_drain(npq_daemon_factory: Any, nginx_cache: 
 def test_soak_sigkill(npq_daemon_factory: Any, nginx_cache: NginxCache,
                       tmp_path: Path) -> None:
     _run(npq_daemon_factory, nginx_cache, tmp_path, n=600, kills=60, name="soak: kill -9 x60")
+
+
+@contextlib.contextmanager
+def stalling_cache() -> Iterator[str]:
+    """An HTTP "cache" that accepts connections and never answers: every `nix copy` to it
+    hangs, so it is surely running when the daemon is killed."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+def nix_copies(url: str) -> list[int]:
+    """Pids of running `nix copy` processes whose command line names `url`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"copy" in cmd and any(url.encode() in arg for arg in cmd):
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigkill_takes_running_nix_copy_with_it(npq_daemon_factory: Any,
+                                                tmp_path: Path) -> None:
+    with stalling_cache() as url:
+        d: DaemonHarness = npq_daemon_factory(hook=False,
+                                              queue={"workers": 2, "batch_size": 1})
+        use_cache(d, url)
+        d.start()
+        paths = add_paths(d.nix, tmp_path, 3)
+        assert run_hook(d, paths).returncode == 0
+        wait_for("two `nix copy` running", lambda: len(nix_copies(url)) >= 2, timeout=120)
+        before = nix_copies(url)
+        d.kill()
+        started = time.monotonic()
+        wait_for("the killed daemon's `nix copy` children to die",
+                 lambda: not nix_copies(url), timeout=10)
+        print(f"measured: {len(before)} `nix copy` running at kill -9, all gone "
+              f"{(time.monotonic() - started) * 1000:.0f} ms later")

@@ -71,6 +71,8 @@ def test_dynamic_user_and_credentials(tmp_path: Path) -> None:
         {"name": "b", "url": "s3://bucket", "credentials_file": "/etc/aws"}]})
     service = tree[SERVICE]
     assert _settings(service, "DynamicUser") == ["yes"]
+    # the daemon's `nix copy` children are stopped with it, even after a SIGKILL
+    assert _settings(service, "KillMode") == ["control-group"]
     assert _settings(service, "LoadCredential") == [
         f"a-secret-key:{secret}", "a-ssh-key:/etc/id", "b-credentials:/etc/aws"]
     assert not any("TOPSECRETVALUE" in text for text in tree.values())

@@ -2,15 +2,26 @@
 
 Each command runs in its own session so a timeout or a cancelled task kills the whole
 process group: `nix copy` to ssh stores starts ssh children that would otherwise outlive it.
+
+And each dies with the process that started it, even when that process is killed with
+SIGKILL and nothing of ours runs: on Linux a small wrapper (a bare interpreter, ~15 ms) sets
+PR_SET_PDEATHSIG to SIGKILL and then execs the command. A preexec_fn could call prctl too,
+but it runs between fork and exec in a process with threads (the daemon's offloaded SQLite
+calls), where taking a lock another thread held at the fork deadlocks the child. Nix itself
+starts its own children (ssh) with the same death signal. Under systemd, KillMode=
+control-group stops whatever is left in the unit's cgroup as well.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import shutil
 import signal
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +57,40 @@ def nix_argv(nix_bin_dir: str | None, *args: str) -> list[str]:
             *args]
 
 
+# argv: [interpreter, -I, -S, -c, this, parent pid, program path, command...]. 1 = PR_SET_PDEATHSIG and
+# 9 = SIGKILL on every Linux architecture. The parent may have died before prctl took
+# effect: then the parent pid has changed and the command is not started.
+_DIE_WITH_PARENT = """\
+import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0) != 0:
+    sys.stderr.write("nix-push-queue: prctl(PR_SET_PDEATHSIG) failed\\n")
+if os.getppid() != int(sys.argv[1]):
+    os._exit(137)
+try:
+    os.execv(sys.argv[2], sys.argv[3:])
+except OSError as exc:
+    sys.stderr.write(f"{sys.argv[3]}: {exc}\\n")
+    os._exit(127)
+"""
+
+
+def dying_with_us(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """`argv` wrapped so that the command dies when this process does (Linux; elsewhere
+    unchanged). FileNotFoundError, as exec would raise it, when the program is missing."""
+    program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+    if program is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return list(argv)
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), program,
+            *argv]
+
+
 async def run(argv: Sequence[str], *, env: Mapping[str, str], timeout: float,
               stdin: str | None = None) -> CmdResult:
     """Run argv to completion or until `timeout` seconds pass (then kill it)."""
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *dying_with_us(argv, env),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
