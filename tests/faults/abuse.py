@@ -32,9 +32,10 @@ class Flood:
     closed_by_daemon: int  # clients the daemon closed or answered before all was sent
 
 
-def _flood_one(sock: socket.socket, size: int, block: int) -> tuple[int, bool]:
+def _flood_one(sock: socket.socket, size: int, block: int, fill: bytes
+               ) -> tuple[int, bool]:
     sent = 0
-    payload = b"a" * block
+    payload = (fill * (block // len(fill) + 1))[:block]
     try:
         while sent < size:
             sent += sock.send(payload[: min(block, size - sent)])
@@ -45,14 +46,14 @@ def _flood_one(sock: socket.socket, size: int, block: int) -> tuple[int, bool]:
 
 @contextlib.contextmanager
 def flood(sock_path: Path, clients: int, size: int, block: int = 1 << 16,
-          timeout: float = 60) -> Iterator[Flood]:
-    """`clients` connections each send `size` bytes without a newline (in parallel), then
-    stay open for the body of the `with`; closed afterwards."""
+          timeout: float = 60, fill: bytes = b"a") -> Iterator[Flood]:
+    """`clients` connections each send `size` bytes of `fill` repeated (no newline in it),
+    in parallel, then stay open for the body of the `with`; closed afterwards."""
     socks = [connect(sock_path, timeout=timeout) for _ in range(clients)]
     results: list[tuple[int, bool]] = [(0, False)] * clients
 
     def run(i: int) -> None:
-        results[i] = _flood_one(socks[i], size, block)
+        results[i] = _flood_one(socks[i], size, block, fill)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     try:

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from nix_push_queue.daemon.limits import BUFFER_BUDGET
 from tests.fixtures.daemon import DaemonHarness
 from tests.fixtures.faults import raise_nofile
 
+from . import daemon_strategies as DS
 from .abuse import flood, rss_kib, settle
 from .figures import FIGURES, Row
 from .wire import connect, request
@@ -76,3 +78,40 @@ def test_idle_clients_past_the_limit_cost_no_tracebacks(daemon: DaemonHarness) -
     assert "Traceback" not in log and "CancelledError" not in log, log[-3000:]
     assert log.count("at the limit of") <= 2, log[-3000:]
     assert d.running
+
+
+def test_fuzzed_socket_abuse(daemon: DaemonHarness) -> None:
+    """Patterns drawn by the fuzzer: up to 300 clients (past the connection limit), each
+    sending nothing or up to just over MAX_LINE of one byte pattern without a newline, held
+    for a while. After each, the daemon answers, within its memory bound, without a
+    traceback."""
+    d = daemon
+    assert d.proc is not None
+    pid, sock = d.proc.pid, Path(d.socket_path)
+    raise_nofile(2048)
+    before, _ = rss_kib(pid)
+    bound = before + BUFFER_BUDGET // 1024 + 64 * MIB
+    peaks: list[int] = []
+
+    @settings(max_examples=12, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.too_slow])
+    @given(DS.socket_abuse())
+    def one(abuse: DS.Abuse) -> None:
+        with flood(sock, abuse.clients, abuse.size, fill=abuse.fill):
+            time.sleep(abuse.hold)
+            current, _ = rss_kib(pid)
+            peaks.append(current)
+            assert current < bound, (abuse, current, bound)
+            assert request(sock, {"v": 1, "op": "ping"})["ok"] is True
+        assert d.running, d.log_text()[-3000:]
+
+    one()
+    settled = settle(pid, below_kib=before + 16 * MIB, timeout=20)
+    _, peak = rss_kib(pid)
+    log = d.log_text()
+    print(f"measured: fuzzed abuse, RSS before {before / MIB:.0f} MiB, peak {peak / MIB:.0f} "
+          f"MiB, settled {settled / MIB:.0f} MiB")
+    assert peak < bound
+    assert settled < before + 16 * MIB, (before, settled)
+    assert "Traceback" not in log and "CancelledError" not in log, log[-3000:]
