@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nix_push_queue.errors import SpoolError
-from nix_push_queue.wire import spool
+from nix_push_queue.wire import spool, spool_reader
 
 STORE = "/nix/store"
 
@@ -26,7 +26,7 @@ def test_write_and_read_back(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(file).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
     assert Path(file).read_text() == f"{sp(1)}\n{sp(2)}\n"
-    assert list(spool.read_spool_files(d, STORE)) == [(file, [sp(1), sp(2)], [])]
+    assert list(spool_reader.read_spool_files(d, STORE)) == [(file, [sp(1), sp(2)], [])]
     assert [p.name for p in d.iterdir()] == [Path(file).name]  # no temp file left
 
 
@@ -39,10 +39,10 @@ def test_torn_and_corrupt_lines_are_skipped_valid_kept(tmp_path: Path) -> None:
     (tmp_path / "1-1-a.spool").write_bytes(
         f"{sp(1)}\n\xff\xfe\n/etc/passwd\n\n{sp(2)}\n{sp(3)}".encode("latin-1"))
     (tmp_path / ".2-2-b.tmp").write_text(f"{sp(4)}\n")  # a write in progress: not read
-    ((_, good, bad),) = spool.read_spool_files(tmp_path, STORE)
+    ((_, good, bad),) = spool_reader.read_spool_files(tmp_path, STORE)
     assert good == [sp(1), sp(2)]
     assert bad == ["\\xff\\xfe", "/etc/passwd", sp(3)]  # sp(3) is torn: no newline
-    assert spool.parse_spool(b"/x\nrel\n", None) == (["/x"], ["rel"])
+    assert spool_reader.parse_spool(b"/x\nrel\n", None) == (["/x"], ["rel"])
 
 
 def test_ingest_unlinks_only_after_enqueue_returned(tmp_path: Path,
@@ -55,19 +55,19 @@ def test_ingest_unlinks_only_after_enqueue_returned(tmp_path: Path,
         raise RuntimeError("database locked")
 
     with pytest.raises(RuntimeError):
-        spool.ingest_spool(tmp_path, failing, STORE)
+        spool_reader.ingest_spool(tmp_path, failing, STORE)
     assert os.path.exists(first)  # not committed: kept for the next attempt
 
     def enqueue(paths: list[str]) -> None:
         assert os.path.exists(first)
         got.append(paths)
 
-    assert spool.ingest_spool(tmp_path, enqueue, STORE) == (2, 1, 1, 1)
+    assert spool_reader.ingest_spool(tmp_path, enqueue, STORE) == (2, 1, 1, 1)
     assert got == [[sp(1)]]
     assert [p.name for p in tmp_path.iterdir()] == ["quarantine"]  # the garbage, set aside
     assert [p.name for p in (tmp_path / "quarantine").iterdir()] == ["9-9-z.spool"]
     assert "garbage" in caplog.text
-    assert spool.ingest_spool(tmp_path / "missing", enqueue, STORE) == (0, 0, 0, 0)
+    assert spool_reader.ingest_spool(tmp_path / "missing", enqueue, STORE) == (0, 0, 0, 0)
 
 
 def test_chowns_to_the_directory_owner_when_root(tmp_path: Path) -> None:
@@ -130,11 +130,11 @@ def test_fifty_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     ingested: list[str] = []
     # ingest while they write: a reader must never see a partial file
     while any(p.is_alive() for p in procs):
-        spool.ingest_spool(tmp_path, ingested.extend, STORE)
+        spool_reader.ingest_spool(tmp_path, ingested.extend, STORE)
     for proc in procs:
         proc.join(120)
         assert proc.exitcode == 0
-    _, _, bad, aside = spool.ingest_spool(tmp_path, ingested.extend, STORE)
+    _, _, bad, aside = spool_reader.ingest_spool(tmp_path, ingested.extend, STORE)
     assert aside == 0
     assert bad == 0
     expected = [sp(i) for i in range(1000)] + [sp(i + 100_000) for i in range(1000)]
@@ -147,7 +147,7 @@ def _bad_entries(d: Path) -> list[str]:
     (d / "11-b-link.spool").symlink_to("/etc/passwd")
     os.mkfifo(d / "12-c-fifo.spool")  # opening it for reading would block
     with open(d / "13-d-big.spool", "wb") as big:
-        big.truncate(spool.MAX_FILE + 1)  # sparse: nothing is written
+        big.truncate(spool_reader.MAX_FILE + 1)  # sparse: nothing is written
     (d / "14-e-binary.spool").write_bytes(b"\x00\xff" * 100 + b"\n")
     names = ["10-a-dir.spool", "11-b-link.spool", "12-c-fifo.spool", "13-d-big.spool",
              "14-e-binary.spool"]
@@ -165,22 +165,22 @@ def test_bad_entries_are_quarantined_and_the_rest_ingested(
     first = spool.write_spool(tmp_path, [sp(1)])
     os.utime(first, ns=(1, 1))
     last = spool.write_spool(tmp_path, [sp(2)])
-    assert spool.count_spool(tmp_path) == (len(names) + 2, 0)
+    assert spool_reader.count_spool(tmp_path) == (len(names) + 2, 0)
     got: list[str] = []
-    files, paths, _, aside = spool.ingest_spool(tmp_path, got.extend, STORE)
+    files, paths, _, aside = spool_reader.ingest_spool(tmp_path, got.extend, STORE)
     assert got == [sp(1), sp(2)] and (files, paths) == (3, 2)
     assert aside == len(names)
     assert sorted(p.name for p in (tmp_path / "quarantine").iterdir()) == sorted(names)
     assert [p.name for p in tmp_path.iterdir()] == ["quarantine"]
     assert not os.path.exists(last)
-    assert spool.count_spool(tmp_path) == (0, len(names))
+    assert spool_reader.count_spool(tmp_path) == (0, len(names))
     assert "not a regular file (a directory)" in caplog.text
     assert "not a regular file (a symbolic link)" in caplog.text
     assert "not a regular file (a FIFO)" in caplog.text
     assert "larger than" in caplog.text
     # a second name that collides in the quarantine is kept beside the first
     (tmp_path / "10-a-dir.spool").mkdir()
-    assert spool.ingest_spool(tmp_path, got.extend, STORE)[3] == 1
+    assert spool_reader.ingest_spool(tmp_path, got.extend, STORE)[3] == 1
     assert len(list((tmp_path / "quarantine").glob("10-a-dir.spool*"))) == 2
 
 
@@ -191,19 +191,19 @@ def test_entries_that_cannot_be_moved_aside_are_passed_over(
     later = spool.write_spool(tmp_path, [sp(3)])
     skipped: set[str] = set()
     got: list[str] = []
-    assert spool.ingest_spool(tmp_path, got.extend, STORE, skipped)[3] == 1
+    assert spool_reader.ingest_spool(tmp_path, got.extend, STORE, skipped)[3] == 1
     assert got == [sp(3)] and not os.path.exists(later)
     assert skipped == {str(tmp_path / "1-1-dir.spool")}
     assert "passing over it" in caplog.text
     caplog.clear()
-    assert spool.ingest_spool(tmp_path, got.extend, STORE, skipped) == (0, 0, 0, 0)
+    assert spool_reader.ingest_spool(tmp_path, got.extend, STORE, skipped) == (0, 0, 0, 0)
     assert caplog.text == ""  # logged once, not at every poll
     # counted as set aside, not as waiting: `wait` must not wait on it forever
-    assert spool.count_spool(tmp_path, skipped) == (0, 1)
+    assert spool_reader.count_spool(tmp_path, skipped) == (0, 1)
 
 
 def test_reading_never_blocks_on_a_fifo(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "1-1-f.spool")
-    assert spool.read_entry(str(tmp_path / "1-1-f.spool")) == (
+    assert spool_reader.read_entry(str(tmp_path / "1-1-f.spool")) == (
         None, "not a regular file (a FIFO)")
-    assert list(spool.read_spool_files(tmp_path, STORE)) == []
+    assert list(spool_reader.read_spool_files(tmp_path, STORE)) == []

@@ -11,7 +11,7 @@ import logging
 from typing import Protocol
 
 from ..errors import NpqError
-from ..wire import spool
+from ..wire import spool_reader
 from ..wire.protocol import SpoolStats
 from .intake import Intake
 
@@ -33,7 +33,7 @@ class Spooler:
     def ingest(self) -> int:
         """Ingest every spool file (blocking: call it in a thread); returns the files taken.
         Raises NpqError (disk, database) when it must be retried."""
-        files, paths, bad, aside = spool.ingest_spool(
+        files, paths, bad, aside = spool_reader.ingest_spool(
             self.spool_dir, self._enqueue, self._intake.store_dir, self._skipped)
         if aside and self._metrics is not None:
             self._metrics.spool_quarantined(aside)
@@ -48,7 +48,7 @@ class Spooler:
     def stats(self) -> SpoolStats:
         """Counted now (blocking: a directory listing)."""
         try:
-            pending, quarantined = spool.count_spool(self.spool_dir, self._skipped)
+            pending, quarantined = spool_reader.count_spool(self.spool_dir, self._skipped)
         except NpqError as exc:
             return SpoolStats(error=str(exc)[:300])
         return SpoolStats(pending, quarantined)
