@@ -23,6 +23,8 @@ NPQ_APT_PACKAGES=(
   "qemu-utils:qemu-img"
   "debootstrap:debootstrap"
   "e2fsprogs:mke2fs"
+  # The monitoring test (tests/integration/test_monitoring.py): a real Prometheus and promtool.
+  "prometheus:promtool"
 )
 
 npq_sudo() {
