@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from nix_push_queue.nix.isolated import IsolatedNix
 from tests.fixtures.daemon import DaemonHarness
 from tests.fixtures.nginx import free_port
 from tests.fixtures.prometheus import PrometheusServer
@@ -32,7 +34,8 @@ from tests.fixtures.prometheus import PrometheusServer
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
 
-MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
+REPO = Path(__file__).resolve().parents[2]
+MONITORING = REPO / "monitoring"
 RULES = MONITORING / "nix-push-queue.rules.yml"
 RULES_TEST = MONITORING / "nix-push-queue.rules.test.yml"
 DASHBOARD = MONITORING / "nix-push-queue.dashboard.json"
@@ -194,3 +197,37 @@ def test_dead_letter_alert_fires_and_clears_against_real_prometheus(
           f"scrape/eval 1s; dead letter -> pending {pending_at - dead_at:.1f}s, "
           f"-> firing {fired_at - dead_at:.1f}s; drop -> cleared {cleared_at - dropped_at:.1f}s; "
           f"daemon stop -> NixPushQueueDown firing {down_at - stopped_at:.1f}s")
+
+
+MODULE_SETTINGS = """{{
+  targets = [ {{ name = "lan"; url = "file:///var/lib/nix-cache"; secret_key_file = null;
+                public_key = null; ssh_key_file = null; credentials_file = null; }} ];
+  {metrics}
+}}"""
+
+
+@pytest.mark.parametrize("flavor", ["nixos", "debian"])
+@pytest.mark.parametrize("listen", ["127.0.0.1:9469", None])
+def test_module_and_generator_switch_the_metrics_endpoint_on(
+        nix: IsolatedNix, tmp_path: Path, flavor: str, listen: str | None) -> None:
+    """`settings.metrics.listen` (NixOS) or `metrics.listen` (config file) reaches the daemon's
+    config, and the unit then keeps the network the endpoint needs (file:// targets alone get
+    PrivateNetwork=yes)."""
+    metrics = f'metrics.listen = "{listen}";' if listen else ""
+    expr = f"import {REPO}/nix/settings-json.nix {MODULE_SETTINGS.format(metrics=metrics)}"
+    document = json.loads(nix.run(["nix-instantiate", "--eval", "--strict", "--json",
+                                   "--expr", expr]).stdout)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(document), "utf-8")
+    out = tmp_path / "out"
+    npq = str(Path(sys.executable).parent / "nix-push-queue")
+    for argv in (["validate", str(settings)],
+                 ["generate", str(settings), "--flavor", flavor, "--out", str(out),
+                  "--prefix", str(out)]):
+        proc = subprocess.run([npq, *argv], capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr
+    config = json.loads(next(out.rglob("config.json")).read_text("utf-8"))
+    assert config.get("metrics", {}).get("listen") == listen
+    service = next(out.rglob("nix-push-queue.service")).read_text("utf-8")
+    assert ("PrivateNetwork=yes" in service) == (listen is None), service
