@@ -1,4 +1,5 @@
-"""How fast the queue drains: store paths of mixed sizes pushed to an HTTP and a file:// cache.
+"""How fast the queue drains: store paths of mixed sizes pushed to a file://, an HTTP and an
+S3 cache (moto's S3 server on the loopback, bench/s3host.py, on a Nix with the S3 store).
 
 Methods, each into a fresh empty cache:
 - daemon: all paths enqueued at once; the daemon's batching and concurrency (schema defaults)
@@ -7,6 +8,7 @@ Methods, each into a fresh empty cache:
 - single call (ceiling): one `nix copy` of every path;
 - dd: raw write speed of the cache's disk (`dd conv=fsync` of the same number of bytes).
 Every nix copy signs with `?secret-key=` as the daemon does; compression is a parameter.
+S3 skips the per-path method (a thousand `nix copy` runs; the HTTP cache shows that cost).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nix_push_queue.nix import dialect
+from nix_push_queue.nix import dialect, stores
 from nix_push_queue.nix.isolated import IsolatedNix
 from nix_push_queue.nix.pathinfo import parse_path_infos
 
-from . import product
+from . import product, s3host
 from .cachehost import Network, unavailable_reason
 from .common import MIB, BenchResult, blob_derivation, call
 
@@ -46,6 +48,7 @@ class Params:
     http: bool
     slow_paths: int  # 64 KiB paths pushed over the slow profile; 0 skips that part
     rounds: int  # turns of ceiling and daemon; the best of each is reported
+    s3: bool = True  # also an S3 cache, where this Nix has the S3 store and moto is installed
 
 
 def default_params(quick: bool, paths: int | None) -> Params:
@@ -86,7 +89,8 @@ def make_paths(nix: IsolatedNix, params: Params) -> tuple[list[str], int]:
 
 
 def _url(base: str, key: Path, compression: str) -> str:
-    return f"{base}?compression={compression}&secret-key={key}"
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}compression={compression}&secret-key={key}"
 
 
 def _row(cache: str, method: str, paths: int, seconds: float, nbytes: int,
@@ -140,10 +144,18 @@ def _dd(directory: Path, nbytes: int) -> float:
     return seconds * nbytes / (count * MIB)
 
 
+# A fresh empty cache for a method: its store URL, and how to count the narinfos in it.
+CacheMaker = Callable[[str], tuple[str, Callable[[], int]]]
+
+
+def _dir_cache(url: str, directory: Path) -> tuple[str, Callable[[], int]]:
+    return url, lambda: product.narinfo_count(directory)
+
+
 def _one_cache(result: BenchResult, cache: str, nix: IsolatedNix, paths: list[str],
-               nbytes: int, base: Callable[[str], tuple[str, Path]],
+               nbytes: int, base: CacheMaker,
                wrap: Callable[[list[str]], list[str]], work: Path, params: Params,
-               log: Callable[[str], None]) -> None:
+               log: Callable[[str], None], *, per_path: bool = True) -> None:
     """Ceiling and daemon take turns for `params.rounds` rounds, each into a fresh cache;
     the best round of each is reported (the machine is shared, and noise only slows)."""
     work.mkdir(parents=True, exist_ok=True)
@@ -151,10 +163,10 @@ def _one_cache(result: BenchResult, cache: str, nix: IsolatedNix, paths: list[st
     runs: dict[str, list[tuple[float, int, dict[str, int] | None]]] = {"single": [],
                                                                       "daemon": []}
     for n in range(params.rounds):
-        url, cache_dir = base(f"single-{n}")
+        url, count = base(f"single-{n}")
         secs = _single(nix, paths, _url(url, key, params.compression), wrap)
-        runs["single"].append((secs, product.narinfo_count(cache_dir), None))
-        url, cache_dir = base(f"daemon-{n}")
+        runs["single"].append((secs, count(), None))
+        url, count = base(f"daemon-{n}")
         target = {"name": "drain", "url": url, "secret_key_file": str(key),
                   "public_key": pub, "compression": params.compression}
         try:
@@ -163,7 +175,7 @@ def _one_cache(result: BenchResult, cache: str, nix: IsolatedNix, paths: list[st
         except product.ProductUnavailable as exc:
             result.notes.append(f"{cache} daemon: not measured: {exc}")
             continue
-        runs["daemon"].append((secs, product.narinfo_count(cache_dir), totals))
+        runs["daemon"].append((secs, count(), totals))
     rows: list[dict[str, Any]] = []
     for key_, method in (("single", "single nix copy (ceiling)"),
                          ("daemon", "nix-push-queue daemon")):
@@ -173,10 +185,11 @@ def _one_cache(result: BenchResult, cache: str, nix: IsolatedNix, paths: list[st
             row["rounds_s"] = [round(r[0], 2) for r in runs[key_]]
             row["queue"] = best[2]
             rows.append(row)
-    url, cache_dir = base("per-path")
-    secs = _per_path(nix, paths, _url(url, key, params.compression), wrap)
-    rows.append(_row(cache, "one nix copy per path", len(paths), secs, nbytes,
-                     product.narinfo_count(cache_dir)) | {"rounds_s": [round(secs, 2)]})
+    if per_path:
+        url, count = base("per-path")
+        secs = _per_path(nix, paths, _url(url, key, params.compression), wrap)
+        rows.append(_row(cache, "one nix copy per path", len(paths), secs, nbytes, count())
+                    | {"rounds_s": [round(secs, 2)]})
     ceiling = rows[0]["seconds"]
     for row in rows:
         if row["in_cache"] != len(paths):
@@ -197,10 +210,10 @@ def run_drain(workdir: Path, params: Params, log: Callable[[str], None]) -> Benc
     result.params = params.__dict__ | {"total_mib": round(nbytes / MIB, 1)}
     files = workdir / "file-caches"
 
-    def file_base(method: str) -> tuple[str, Path]:
+    def file_base(method: str) -> tuple[str, Callable[[], int]]:
         d = files / method
         d.mkdir(parents=True, exist_ok=True)
-        return f"file://{d}", d
+        return _dir_cache(f"file://{d}", d)
 
     _one_cache(result, "file://", nix, paths, nbytes, file_base, list, workdir / "file",
                params, log)
@@ -214,8 +227,8 @@ def run_drain(workdir: Path, params: Params, log: Callable[[str], None]) -> Benc
         net = Network(workdir / "net")
         net.open()
         try:
-            def http_base(method: str) -> tuple[str, Path]:
-                return f"{net.url}/{method}", net.cache_dir / method
+            def http_base(method: str) -> tuple[str, Callable[[], int]]:
+                return _dir_cache(f"{net.url}/{method}", net.cache_dir / method)
 
             _one_cache(result, "http:// (nginx, netns)", nix, paths, nbytes, http_base,
                        net.argv, workdir / "http", params, log)
@@ -223,6 +236,8 @@ def run_drain(workdir: Path, params: Params, log: Callable[[str], None]) -> Benc
                 _slow_link(result, net, workdir / "slow", params, log)
         finally:
             net.close()
+    if params.s3:
+        _s3(result, nix, paths, nbytes, workdir / "s3", params, log)
     daemon = [r for r in result.rows if r["method"] == "nix-push-queue daemon"]
     for row in daemon:
         result.headline[f"{row['cache']} daemon vs ceiling"] = row["vs_ceiling"]
@@ -269,6 +284,31 @@ def _slow_link(result: BenchResult, net: Network, work: Path, params: Params,
         row["vs_ceiling"] = round(row["seconds"] / rows[0]["seconds"], 2)
         log(f"drain {cache} {row['method']}: {row['seconds']} s")
     result.rows.extend(rows)
+
+
+def _s3(result: BenchResult, nix: IsolatedNix, paths: list[str], nbytes: int, work: Path,
+        params: Params, log: Callable[[str], None]) -> None:
+    """The same paths into S3 buckets on moto's server (straight to moto, no proxy)."""
+    support = stores.s3_support(None, nix.env())
+    if not support.supported:
+        result.notes.append(f"S3 cache: not measured: {support.reason()}")
+        return
+    if not s3host.MOTO_SERVER.exists():
+        result.notes.append("S3 cache: not measured: moto_server is not installed "
+                            "(pip install -e '.[test]')")
+        return
+    server = s3host.S3Server(work / "server", bucket="drain")
+    server.launch()
+    try:
+        def s3_base(method: str) -> tuple[str, Callable[[], int]]:
+            server.add_bucket(method)
+            return (server.url(direct=True, bucket=method),
+                    lambda: sum(k.endswith(".narinfo") for k in server.keys(bucket=method)))
+
+        _one_cache(result, "s3:// (moto, loopback)", nix, paths, nbytes, s3_base, list,
+                   work, params, log, per_path=False)
+    finally:
+        server.close()
 
 
 run = run_drain
