@@ -181,3 +181,11 @@ def test_libyaml_and_pure_python_parsers_agree(loader: type[Any]) -> None:
     data, root = yamlload.load("a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  y: 3\n", loader)
     assert data == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}
     assert root is not None and root.value[1][1].value[-1][0].start_mark.line == 3
+
+
+def test_in_memory_documents_are_checked_as_files_are() -> None:
+    from nix_push_queue.config import load_document
+
+    doc = {"targets": [{"name": "a", "url": "file:///srv/a", "upload_timeout": float("nan")}]}
+    with pytest.raises(ConfigError, match="targets\\[0\\].upload_timeout: is not a finite"):
+        load_document(doc)

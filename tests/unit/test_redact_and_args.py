@@ -68,3 +68,10 @@ def test_eval_timeout_help_names_the_real_default() -> None:
     from nix_push_queue.config.limits import EVAL_TIMEOUT
 
     assert f"(default {EVAL_TIMEOUT:g})" in EVAL_TIMEOUT_HELP
+
+
+def test_generator_errors_quote_values_in_part() -> None:
+    from nix_push_queue.generate.escape import Unrepresentable
+
+    message = str(Unrepresentable("secret-" + "x" * 200 + "\x01", "a systemd unit", "why"))
+    assert message == "'secret-x'... (208 characters) cannot be written into a systemd unit: why"

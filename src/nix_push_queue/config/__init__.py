@@ -10,7 +10,7 @@ import jsonschema
 
 from ..errors import ConfigError, ConfigProblem
 from . import paths, semantic
-from .limits import EVAL_TIMEOUT
+from .limits import EVAL_TIMEOUT, data_problems
 from .model import Config, Target, from_document
 from .redact import excerpt, excerpt_read
 from .schema import fill_defaults, hint_for, load_schema, validator
@@ -58,7 +58,12 @@ def locate(error: ConfigError, source: Source) -> ConfigError:
 
 
 def load_document(data: Any, name: str = "<config>") -> Config:
-    """Validate an in-memory document (e.g. the daemon's generated config.json)."""
+    """Validate an in-memory document (e.g. the daemon's generated config.json). It did not
+    come through `read_source`, so it gets its checks here: NaN passes every JSON Schema."""
+    found = data_problems(data)
+    if found:
+        raise ConfigError([ConfigProblem(name, None, format_path(f.path), f.message)
+                           for f in found])
     return from_document(validate_document(Source(name, data, lambda _path: None)))
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,7 +244,13 @@ def _nix_error_line(stderr: str) -> int | None:
 
 
 def _nix_lines(path: Path, nix_instantiate: str, timeout: float) -> LineLookup:
+    # Each lookup evaluates the file again: all of them together get one evaluation's time.
+    budget_end = time.monotonic() + timeout
+
     def line_of(field: FieldPath) -> int | None:
+        left = budget_end - time.monotonic()
+        if left <= 0:
+            return None
         # Nix keeps positions of attributes, not of list elements: walk to the deepest
         # attribute name on the path and ask for its position in its parent set.
         expr = f"import {json.dumps(str(path.resolve()))}"
@@ -260,7 +267,7 @@ def _nix_lines(path: Path, nix_instantiate: str, timeout: float) -> LineLookup:
         query = f"(builtins.unsafeGetAttrPos {json.dumps(attr)} ({parent})).line or null"
         argv = [nix_instantiate, "--eval", "--json", "--expr", query]
         try:
-            result = run_bounded(argv, timeout=timeout)
+            result = run_bounded(argv, timeout=left)
             value = json.loads(result.stdout) if result.returncode == 0 else None
         except (OSError, ValueError):
             return None

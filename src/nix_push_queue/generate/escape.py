@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import shlex
 
+from ..config.redact import excerpt
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NEEDS_QUOTES = re.compile(r"[\s\"'\\;]")
 
@@ -20,7 +22,7 @@ class Unrepresentable(ValueError):
         self.value = value
         self.fmt = fmt
         self.why = why
-        super().__init__(f"{value!r} cannot be written into {fmt}: {why}")
+        super().__init__(f"{excerpt(value)} cannot be written into {fmt}: {why}")
 
 
 def _no_control(value: str, fmt: str) -> str:
