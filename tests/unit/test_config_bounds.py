@@ -187,5 +187,5 @@ def test_in_memory_documents_are_checked_as_files_are() -> None:
     from nix_push_queue.config import load_document
 
     doc = {"targets": [{"name": "a", "url": "file:///srv/a", "upload_timeout": float("nan")}]}
-    with pytest.raises(ConfigError, match="targets\\[0\\].upload_timeout: is not a finite"):
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.upload_timeout: is not a finite"):
         load_document(doc)
