@@ -14,7 +14,7 @@ from typing import Any
 
 SHORT = 64  # a value up to this long, on one line, is quoted whole
 PREFIX = 8  # of a longer one, this many characters are shown
-WORD = 40  # in another program's message, longer words are cut
+WORD = 24  # in another program's message, longer words are cut
 MESSAGE = 240  # and the message is cut here
 
 
