@@ -92,7 +92,7 @@ def write_config(layout: Layout, nix: IsolatedNix, targets: Sequence[Mapping[str
     doc = {
         "version": 1,
         "targets": [dict(t) for t in targets],
-        "nix": {"store_dir": str(nix.store_dir)},
+        "nix": {"store_dir": str(nix.store_dir), "state_dir": str(nix.state_dir)},
         "queue": {"socket": str(layout.socket), "state_dir": str(layout.state_dir),
                   "spool_dir": str(layout.spool_dir), **(queue or {})},
         "hook": {"timeout": hook_timeout},

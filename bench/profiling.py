@@ -83,7 +83,8 @@ def _hook_rows(workdir: Path, nix: IsolatedNix, built: str, params: Params,
 
     def hook(sock: Path) -> list[str]:
         return [product.NPQ, "hook", "--socket", str(sock), "--spool-dir",
-                str(layout.spool_dir), "--store-dir", str(nix.store_dir), "--timeout", "2"]
+                str(layout.spool_dir), "--store-dir", str(nix.store_dir), "--state-dir",
+                str(nix.state_dir), "--timeout", "2"]
 
     env = nix.env() | {"OUT_PATHS": built, "DRV_PATH": ""}
     drv = call(["nix-store", "--query", "--deriver", built], env=nix.env()).stdout.strip()

@@ -85,7 +85,8 @@ def _concurrently(jobs: Sequence[Callable[[], None]], concurrency: int) -> float
 
 def _hook_job(layout: product.Layout, nix: IsolatedNix, path: str) -> Callable[[], None]:
     argv = [product.NPQ, "hook", "--socket", str(layout.socket), "--spool-dir",
-            str(layout.spool_dir), "--store-dir", str(nix.store_dir), "--timeout", "10"]
+            str(layout.spool_dir), "--store-dir", str(nix.store_dir), "--state-dir",
+            str(nix.state_dir), "--timeout", "10"]
     env = nix.env() | {"OUT_PATHS": path, "DRV_PATH": ""}
 
     def job() -> None:

@@ -52,7 +52,7 @@ class HookRun:
 def hook_argv(d: DaemonHarness, timeout: float = 10) -> list[str]:
     q, store = d.config["queue"], d.config["nix"]["store_dir"]
     return [NPQ, "hook", "--socket", q["socket"], "--spool-dir", q["spool_dir"],
-            "--store-dir", store, "--timeout", str(timeout)]
+            "--store-dir", store, "--state-dir", str(d.nix.state_dir), "--timeout", str(timeout)]
 
 
 def run_hook(d: DaemonHarness, paths: Sequence[str], *, timeout: float = 10,

@@ -68,7 +68,7 @@ def _hook_as(user: User, d: DaemonHarness, paths: list[str]) -> Any:
     return user.run(["env", f"OUT_PATHS={' '.join(paths)}", "DRV_PATH=",
                      PYTHON, "-c", HOOK, SRC, "hook", "--socket", q["socket"],
                      "--spool-dir", q["spool_dir"], "--store-dir", d.config["nix"]["store_dir"],
-                     "--timeout", "10"])
+                     "--timeout", "10", "--no-gc-roots"])
 
 
 def test_socket_admits_only_its_group_and_state_is_private(

@@ -5,11 +5,15 @@ every path lost is counted and fails `wait`."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nix_push_queue.nix.isolated import IsolatedNix, text_derivation
 from tests.fixtures.daemon import DaemonHarness
 from tests.fixtures.gc import DownCache, collect, eventually, lost, root_names, status_totals
 
@@ -123,3 +127,31 @@ def test_cap_releases_the_oldest_and_reports_exactly_those(
     assert d.cli("wait", "--timeout", "30", check=False).returncode == 0
     print(f"\ncap of 3.5 paths, {N} queued in an outage: {N - 3} released, {N - 3} lost, "
           "exactly those reported")
+
+
+def test_uninstall_leaves_no_roots(nix: IsolatedNix, tmp_path: Path) -> None:
+    """The guide's install (generate --include-into) and uninstall (--remove-include): paths
+    queued while the daemon never ran are rooted; after the uninstall nothing holds them."""
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({
+        "targets": [{"name": "local", "url": f"file://{tmp_path / 'cache'}"}],
+        "nix": {"store_dir": str(nix.store_dir), "state_dir": str(nix.state_dir)},
+        "queue": {"socket": str(tmp_path / "q.sock"), "state_dir": str(tmp_path / "state"),
+                  "spool_dir": str(tmp_path / "spool")},
+        "service": {"user": "root"}}), "utf-8")
+    out = tmp_path / "out"
+    npq = str(Path(sys.executable).parent / "nix-push-queue")
+    subprocess.run([npq, "generate", str(cfg), "--out", str(out), "--prefix", str(out),
+                    "--executable", npq, "--include-into", str(nix.conf_file)], check=True,
+                   capture_output=True)
+    paths = [nix.build_expr(text_derivation(f"uninstall-{i}", f"{i} {tmp_path}"))[0]
+             for i in range(3)]
+    assert root_names(nix) == {p.name for p in paths}
+    collect(nix)
+    assert all(p.exists() for p in paths)
+    removed = subprocess.run([npq, "generate", "--remove-include", str(nix.conf_file),
+                              "--prefix", str(out)], check=True, capture_output=True, text=True)
+    assert f"released 3 GC root(s) in {nix.state_dir}/gcroots/nix-push-queue" in removed.stdout
+    assert not (nix.state_dir / "gcroots/nix-push-queue").exists()
+    collect(nix)
+    assert not any(p.exists() for p in paths), "something still roots the queued paths"

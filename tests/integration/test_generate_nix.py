@@ -51,7 +51,7 @@ def test_nix_reads_the_fragment(nix: IsolatedNix, tmp_path: Path, keep_defaults:
                      "public_key": public, "substitute": True, "priority": 25}],
         "substituters": {"urls": ["https://other.example.org"],
                          "trusted_public_keys": [OTHER_KEY], "keep_defaults": keep_defaults},
-        "nix": {"secret_key_files": [str(secret)]},
+        "nix": {"secret_key_files": [str(secret)], "state_dir": str(nix.state_dir)},
     })
     out = tmp_path / "out"
     original = nix.conf_file.read_bytes()
@@ -107,7 +107,7 @@ def test_real_build_runs_the_hook_wrapper(nix: IsolatedNix, tmp_path: Path) -> N
         "targets": [{"name": "local", "url": f"file://{tmp_path / 'cache'}"}],
         "queue": {"socket": str(tmp_path / "q.sock"), "state_dir": str(tmp_path / "state"),
                   "spool_dir": str(tmp_path / "spool")},
-        "nix": {"store_dir": str(nix.store_dir)},
+        "nix": {"store_dir": str(nix.store_dir), "state_dir": str(nix.state_dir)},
         "hook": {"timeout": 1.5},
         "service": {"user": "root"},  # state outside /var/lib needs a static user
     })
@@ -119,7 +119,8 @@ def test_real_build_runs_the_hook_wrapper(nix: IsolatedNix, tmp_path: Path) -> N
     args = record.read_text().splitlines()
     assert args[:-1] == ["hook", "--socket", str(tmp_path / "q.sock"),
                          "--spool-dir", str(tmp_path / "spool"),
-                         "--store-dir", str(nix.store_dir), "--timeout", "1.5"]
+                         "--store-dir", str(nix.store_dir), "--state-dir", str(nix.state_dir),
+                         "--timeout", "1.5"]
     drv = args[-1].removeprefix("DRV_PATH=")
     assert drv.endswith(".drv") and drv.startswith(str(nix.store_dir))
     assert str(built) in nix.run(["nix-store", "--query", "--outputs", drv]).stdout

@@ -86,7 +86,8 @@ def test_values_that_need_escaping(tmp_path: Path) -> None:
         executable=real_executable(tmp_path), config_path="/etc/npq %p/config.json"))
     check_units(tree, tmp_path / "units")  # a wrong escape is a specifier error or warning
     service = tree["etc/systemd/system/nix-push-queue.service"]
-    assert 'ReadWritePaths=-/nix/var/nix/daemon-socket "-/srv/nix cache %%i"' in service
+    assert ('ReadWritePaths=-/nix/var/nix/daemon-socket -/nix/var/nix/gcroots/nix-push-queue '
+            '"-/srv/nix cache %%i"') in service
     assert f"LoadCredential=a-secret-key:{odd.replace('%', '%%')}/key 1.pem" in service
     assert "ListenStream=/run/npq %%j/hook.sock" in tree[
         "etc/systemd/system/nix-push-queue.socket"]

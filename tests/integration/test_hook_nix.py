@@ -39,7 +39,8 @@ def install_hook(nix: IsolatedNix, tmp_path: Path, socket: Path, timeout: float)
     record = tmp_path / "hook-runs.jsonl"
     wrapper = tmp_path / "post-build-hook"
     argv = [str(HOOK), "hook", "--socket", str(socket), "--spool-dir", str(tmp_path / "spool"),
-            "--store-dir", str(nix.store_dir), "--timeout", str(timeout)]
+            "--store-dir", str(nix.store_dir), "--state-dir", str(nix.state_dir),
+            "--timeout", str(timeout)]
     wrapper.write_text(f"""#!/bin/sh
 start=$(date +%s.%N)
 {shlex.join(argv)}
@@ -141,7 +142,7 @@ def test_full_disk_hook_still_exits_zero_and_says_why(tmp_path: Path) -> None:
         path = "/nix/store/" + "a" * 32 + "-p"
         proc = subprocess.run(
             [str(HOOK), "hook", "--socket", str(tmp_path / "none.sock"), "--spool-dir",
-             str(spool_dir), "--store-dir", "/nix/store", "--timeout", "2"],
+             str(spool_dir), "--store-dir", "/nix/store", "--timeout", "2", "--no-gc-roots"],
             env={"PATH": os.environ["PATH"], "OUT_PATHS": path},
             capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0

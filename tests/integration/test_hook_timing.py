@@ -21,9 +21,12 @@ HOOK = Path(sys.executable).parent / "nix-push-queue"
 H = "0123456789abcdfghijklmnpqrsvwxyz"
 
 
-def wall_times(argv: list[str], env: dict[str, str]) -> list[float]:
+def wall_times(argv: list[str], env: dict[str, str],
+               before: Callable[[], None] | None = None) -> list[float]:
     times = []
     for _ in range(RUNS):
+        if before is not None:
+            before()  # untimed: e.g. remove the GC root, so each run makes a new one
         started = time.perf_counter()
         subprocess.run(argv, env=env, check=True, capture_output=True, timeout=60)
         times.append(time.perf_counter() - started)
@@ -44,20 +47,35 @@ def test_hook_wall_time(tmp_path: Path, fake_daemon: Callable[[Mode], FakeDaemon
     base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DRV_PATH": drv}
     daemon = fake_daemon("ack")
 
-    def hook(socket: Path) -> list[str]:
+    state = tmp_path / "var"
+    (state / "gcroots").mkdir(parents=True)
+    root = state / "gcroots/nix-push-queue" / Path(out).name
+
+    def hook(socket: Path, roots: bool = True) -> list[str]:
         return [str(HOOK), "hook", "--socket", str(socket), "--spool-dir",
-                str(tmp_path / "spool"), "--store-dir", str(store), "--timeout", "5"]
+                str(tmp_path / "spool"), "--store-dir", str(store), "--timeout", "5",
+                *(["--state-dir", str(state)] if roots else ["--no-gc-roots"])]
+
+    def unroot() -> None:
+        root.unlink(missing_ok=True)
 
     lines = [
         summary("python -c pass (interpreter start)",
                 wall_times([sys.executable, "-c", "pass"], base_env)),
         summary("hook, daemon absent (spool write + fsync)",
-                wall_times(hook(tmp_path / "absent.sock"), {**base_env, "OUT_PATHS": out})),
-        summary("hook, acking daemon",
-                wall_times(hook(daemon.path), {**base_env, "OUT_PATHS": out})),
+                wall_times(hook(tmp_path / "absent.sock"), {**base_env, "OUT_PATHS": out},
+                           unroot)),
+        summary("hook, daemon absent, --no-gc-roots",
+                wall_times(hook(tmp_path / "absent.sock", False),
+                           {**base_env, "OUT_PATHS": out})),
+        summary("hook, acking daemon (GC root made)",
+                wall_times(hook(daemon.path), {**base_env, "OUT_PATHS": out}, unroot)),
+        summary("hook, acking daemon, --no-gc-roots",
+                wall_times(hook(daemon.path, False), {**base_env, "OUT_PATHS": out})),
         summary("hook, acking daemon, OUT_PATHS empty (2.8.0)",
-                wall_times(hook(daemon.path), {**base_env, "OUT_PATHS": ""})),
+                wall_times(hook(daemon.path), {**base_env, "OUT_PATHS": ""}, unroot)),
     ]
     print("\n" + "\n".join(lines))
-    assert len(daemon.paths()) == 2 * RUNS
-    assert len(list((tmp_path / "spool").glob("*.spool"))) == RUNS
+    assert root.readlink() == Path(out)
+    assert len(daemon.paths()) == 3 * RUNS
+    assert len(list((tmp_path / "spool").glob("*.spool"))) == 2 * RUNS

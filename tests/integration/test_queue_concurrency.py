@@ -25,7 +25,8 @@ def test_50_hooks_at_once_each_path_queued_once(npq_daemon_factory: Factory) -> 
     d.start()
     q = d.config["queue"]
     argv = [NPQ, "hook", "--socket", q["socket"], "--spool-dir", q["spool_dir"],
-            "--store-dir", d.config["nix"]["store_dir"], "--timeout", "10"]
+            "--store-dir", d.config["nix"]["store_dir"], "--state-dir", str(d.nix.state_dir),
+            "--timeout", "10"]
     started = time.monotonic()
     hooks = []
     for path in paths:

@@ -53,7 +53,9 @@ def test_producer_tree_and_modes() -> None:
                            GenerateOptions())
     modes = {f.path: f.mode for f in files}
     assert modes == {FRAGMENT: 0o644, HOOK: 0o755, SOCKET: 0o644, SERVICE: 0o644,
-                     "etc/nix-push-queue/config.json": 0o644}
+                     "etc/nix-push-queue/config.json": 0o644,
+                     "etc/tmpfiles.d/nix-push-queue.conf": 0o644,
+                     "etc/sysusers.d/nix-push-queue.conf": 0o644}
 
 
 def test_hook_disabled_keeps_daemon_drops_hook() -> None:

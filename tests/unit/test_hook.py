@@ -176,8 +176,8 @@ def test_hook_imports_nothing_heavy(tmp_path: Path, how: str) -> None:
     proc = subprocess.run(
         console_script.command(
             "hook", "--socket", str(tmp_path / "none.sock"), "--spool-dir",
-            str(tmp_path / "spool"), "--store-dir", str(store), "--timeout", "5",
-            python_flags=("-X", "importtime")),
+            str(tmp_path / "spool"), "--store-dir", str(store), "--state-dir",
+            str(tmp_path / "var"), "--timeout", "5", python_flags=("-X", "importtime")),
         env=env, capture_output=True, text=True, timeout=120, check=True)
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}

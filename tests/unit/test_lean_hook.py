@@ -71,13 +71,15 @@ def test_aterm_scanner_matches_the_old_regex(outs: list[str], tail: str, head: s
 def test_hook_loads_no_json_re_or_socket(tmp_path: Path) -> None:
     store = tmp_path / "store"
     store.mkdir()
+    (tmp_path / "var/gcroots").mkdir(parents=True)
     out = f"{store}/{'0' * 32}-out"
     drv = store / f"{'1' * 32}-x.drv"
     drv.write_text(f'Derive([("out","{out}","","")],[],[],"x","/bin/sh",[],[])')
     proc = subprocess.run(
         console_script.command(
             "hook", "--socket", str(tmp_path / "none.sock"), "--spool-dir", str(tmp_path / "sp"),
-            "--store-dir", str(store), "--timeout", "5", python_flags=("-X", "importtime")),
+            "--store-dir", str(store), "--state-dir", str(tmp_path / "var"), "--timeout", "5",
+            python_flags=("-X", "importtime")),
         env=console_script.environment(DRV_PATH=str(drv), OUT_PATHS=""),
         capture_output=True, text=True, timeout=120, check=True)
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
@@ -85,3 +87,5 @@ def test_hook_loads_no_json_re_or_socket(tmp_path: Path) -> None:
     assert hook.__name__ in imported  # the measurement works
     assert imported & {"json", "re", "socket", "enum", "selectors"} == set()
     assert [p.read_text().split() for p in (tmp_path / "sp").glob("*.spool")] == [[out]]
+    # ... and rooted it first (wire/gcroots.py is os-only: still nothing heavy imported)
+    assert (tmp_path / "var/gcroots/nix-push-queue/" / Path(out).name).readlink() == Path(out)

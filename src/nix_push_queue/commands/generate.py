@@ -2,7 +2,8 @@
 
 Writes the nix.conf fragment, the post-build-hook wrapper, the systemd units and the daemon's
 config under DIR (all or nothing), and with `--include-into` adds one `!include` line to an
-existing nix.conf. `--remove-include FILE` takes that line out again (uninstall).
+existing nix.conf. `--remove-include FILE` takes that line out again and releases the GC
+roots of whatever is still queued (uninstall: docs/gc-roots.md).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-into", type=Path, metavar="NIX_CONF",
                         help="add `!include PREFIX/etc/nix/nix-push-queue.conf` to this file")
     parser.add_argument("--remove-include", type=Path, metavar="NIX_CONF",
-                        help="remove that line again (needs no CONFIG)")
+                        help="remove that line again and release the queue's GC roots (needs "
+                             "no CONFIG; reads nix.state_dir from the installed config.json)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite files that nix-push-queue did not write")
     parser.add_argument("--eval-timeout", type=seconds, default=None, metavar="SECONDS",
@@ -66,12 +68,34 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(f"{args.remove_include}: removed `!include {fragment}`")
         else:
             print(f"{args.remove_include}: no `!include {fragment}` line; unchanged")
+        _release_roots(options, args.dry_run)
         return 0
     if args.config is None or args.out is None:
         return _usage("CONFIG and --out DIR are required")
     if args.include_into is not None and args.flavor == "nixos":
         return _usage("--include-into is for non-NixOS hosts; NixOS sets nix.settings")
     return _generate(args, options, fragment)
+
+
+def _release_roots(options: GenerateOptions, dry_run: bool) -> None:
+    """Uninstall leaves no GC roots: the queue's directory under the state dir the installed
+    config names (the schema's default without one)."""
+    import json
+
+    from ..config.schema import load_schema
+    from ..wire import gcroots
+
+    config = Path(options.paths().config)
+    try:
+        state = json.loads(config.read_text("utf-8"))["nix"]["state_dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        state = load_schema()["$defs"]["nix"]["properties"]["state_dir"]["default"]
+    directory = gcroots.roots_dir(str(state))
+    if dry_run:
+        print(f"would release {len(gcroots.list_roots(directory))} GC root(s) in {directory}")
+        return
+    released = gcroots.remove_all(directory)
+    print(f"released {released} GC root(s) in {directory}")
 
 
 def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str) -> int:
@@ -106,6 +130,11 @@ def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str)
                                 and c.action != "unchanged" for c in changes):
         print("units changed: run `systemctl daemon-reload`, then "
               "`systemctl enable --now nix-push-queue.socket nix-push-queue.service`")
+    if not args.dry_run and args.flavor == "debian" and any(
+            c.path.endswith(("tmpfiles.d/nix-push-queue.conf", "sysusers.d/nix-push-queue.conf"))
+            and c.action != "unchanged" for c in changes):
+        print("GC roots directory changed: run `systemd-sysusers` and `systemd-tmpfiles "
+              "--create`, before the daemon starts (docs/gc-roots.md)")
     if args.include_into is not None:
         if args.dry_run:
             print(f"would include {fragment} from {args.include_into}")

@@ -33,6 +33,9 @@ class Intake:
     metrics: IntakeMetrics | None = None
     # Target name -> why this daemon's Nix cannot upload to it (daemon/unsupported.py).
     unsupported: Mapping[str, str] = field(default_factory=dict)
+    # roots.RootKeeper.root: GC roots for the queued paths (the hook made them already for
+    # its own; `push` and spooled paths may have none).
+    roots: Callable[[Sequence[str]], object] | None = None
 
     def enqueue(self, paths: Sequence[str], source: str, drv: str | None = None
                 ) -> EnqueueReply:
@@ -46,6 +49,8 @@ class Intake:
                 raise ProtocolError(f"{path[:300]!r}: {problem}", "bad_path", "paths")
         wanted = [p for p in unique if not excluded(p, self.exclude)]
         queued = self.store.enqueue(wanted, self.targets, self.now(), drv=drv) if wanted else 0
+        if self.roots is not None and wanted:
+            self.roots(wanted)
         n_excluded = len(unique) - len(wanted)
         if self.metrics is not None:
             self.metrics.enqueue_handled(source, queued, n_excluded)

@@ -113,13 +113,14 @@ class Daemon:
         # rows become dead letters (unsupported.py).
         self.unsupported = check_targets(config.targets, config.nix.nix_bin_dir,
                                          self._child_env)
+        self.roots = keeper_for(config, self.store, self._child_env, self.metrics)
         self.intake = Intake(self.store, config.nix.store_dir, self._names,
                              config.filters.exclude, time.time, self.metrics,
-                             unsupported=self.unsupported)
+                             unsupported=self.unsupported,
+                             roots=self.roots.root if self.roots is not None else None)
         uploader = NixCopyUploader.from_config(
             config, self._child_env, resolve_keys(config.targets, options.credentials_dir))
         served = [t for t in config.targets if t.name not in self.unsupported]
-        self.roots = keeper_for(config, self.store, self._child_env, self.metrics)
         self.worker = Worker(self.store, uploader, served, config.queue, RealClock(),
                              metrics=self.metrics, roots=self.roots)
         self.spooler = Spooler(config.queue.spool_dir, self.intake, self.metrics)

@@ -6,15 +6,16 @@ root. Every `tick`:
 1. measures the NAR size of newly queued paths (one `nix path-info` for up to SIZE_BATCH);
 2. applies the cap (`queue.gc_roots.max_bytes` / `max_age`): the oldest roots past it are
    released, each one logged and counted; the path stays queued;
-3. roots queued paths that have no root yet (`push`, or a root removed by hand) if they are
-   still in the store;
-4. removes roots no open row wants: at once for paths every target has (done or skipped);
+3. removes roots no open row wants: at once for paths every target has (done or skipped);
    for others (lost, dropped, excluded at enqueue, unknown) only once older than `grace`
    and while the spool is empty, because a root the hook just made may belong to a path
    whose enqueue is not committed yet.
 
-Removing a root a few seconds after the upload costs nothing; removing one too early loses a
-build. Hence one periodic pass rather than a call from every place a row settles.
+Besides the pass: intake roots what it queues (`root`: `push` and spooled paths may have no
+root), and a batch releases the roots of what it uploaded right after the commit
+(`settled`), so `wait` returning means they are gone. Everything else (drop, lost paths, a
+crash between commit and release) is left to the pass: releasing a root late costs nothing,
+releasing one early loses a build.
 """
 
 from __future__ import annotations
@@ -149,6 +150,18 @@ class RootKeeper:
         else:
             self._failing = None
 
+    def root(self, paths: Sequence[str]) -> None:
+        """Root newly queued paths still in the store (intake calls it after the commit: a
+        `push` or a spooled path may have no root; for the hook's it is a no-op). A root
+        removed later by someone else (uninstall) is not made again."""
+        directory = self._policy.directory
+        try:
+            for path in paths:
+                if os.path.lexists(path):
+                    gcroots.add_root(directory, path)
+        except OSError as exc:
+            self._problem(f"cannot root queued paths: {exc.strerror or exc}")
+
     def settled(self, paths: Sequence[str]) -> int:
         """Release the roots of those of `paths` every target has now (called right after
         an upload or skip is committed); returns roots removed."""
@@ -185,12 +198,9 @@ class RootKeeper:
         return {r.path for r, _ in over}
 
     def _sync(self, wanted: Mapping[str, str]) -> None:
-        """Root what should be and is not; release what nothing wants (see grace)."""
+        """Release the roots nothing wants (see grace)."""
         p = self._policy
         present = gcroots.list_roots(p.directory)
-        for name, path in wanted.items():
-            if name not in present and os.path.lexists(path):
-                gcroots.add_root(p.directory, path)
         unwanted = [name for name in present if name not in wanted]
         # Uploaded everywhere: no enqueue of the path can change that, release at once.
         done = {os.path.basename(path) for path in self._store.uploaded(

@@ -25,6 +25,7 @@ from .context import (
     Paths,
     fragment_context,
     hook_context,
+    roots_context,
     service_context,
     socket_context,
 )
@@ -42,6 +43,10 @@ UNIT_DIRS: dict[Flavor, str] = {
     "debian": "etc/systemd/system",
     "nixos": "lib/systemd/system",
 }
+# tmpfiles.d and sysusers.d: /etc for the admin's files, /lib (NixOS: from packages).
+CONF_DIRS: dict[Flavor, str] = {"debian": "etc", "nixos": "lib"}
+TMPFILES = "tmpfiles.d/nix-push-queue.conf"
+SYSUSERS = "sysusers.d/nix-push-queue.conf"
 SOCKET_UNIT = "nix-push-queue.socket"
 SERVICE_UNIT = "nix-push-queue.service"
 
@@ -120,6 +125,7 @@ def generate_files(config: Config, options: GenerateOptions) -> tuple[GeneratedF
     fragment = fragment_context(config, paths, check)
     # A consumer-only host substitutes: no hook, no daemon, no units.
     units = _unit_contexts(config, paths, check) if config.targets else None
+    roots = roots_context(config, check) if config.targets else None
     if check.problems:
         raise ConfigError(check.problems)
     files = [GeneratedFile(FRAGMENT, _render("nix-push-queue.conf.j2", fragment), 0o644)]
@@ -131,6 +137,13 @@ def generate_files(config: Config, options: GenerateOptions) -> tuple[GeneratedF
     for unit in (SOCKET_UNIT, SERVICE_UNIT):
         text = _render(f"{unit}.j2", units[unit])
         files.append(GeneratedFile(f"{unit_dir}/{unit}", text, 0o644))
+    if roots is not None:
+        conf_dir = CONF_DIRS[options.flavor]
+        files.append(GeneratedFile(f"{conf_dir}/{TMPFILES}", _render("tmpfiles.conf.j2", roots),
+                                   0o644))
+        if roots["sysusers"]:
+            files.append(GeneratedFile(f"{conf_dir}/{SYSUSERS}",
+                                       _render("sysusers.conf.j2", roots), 0o644))
     # JSON has no comments: the writer's manifest marks this one as ours.
     document = json.dumps(config.document, indent=2, sort_keys=True) + "\n"
     files.append(GeneratedFile(DAEMON_CONFIG, document, 0o644))

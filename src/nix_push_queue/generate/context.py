@@ -26,6 +26,8 @@ STATE_ROOT = PurePosixPath("/var/lib")
 NIX_DAEMON_SOCKET_DIR = "/nix/var/nix/daemon-socket"
 NIX_STATE_DIR = "/nix/var/nix"
 CACHE_DIRECTORY = "nix-push-queue"
+# The static group that owns the GC roots directory when the daemon is a DynamicUser.
+ROOTS_GROUP = "nix-push-queue"
 
 
 @dataclass
@@ -149,6 +151,13 @@ def service_context(config: Config, paths: Paths, check: Checker) -> dict[str, A
             state_dirs.append(relative)
         elif not dynamic:
             read_write.append(check.use(where, path, sd_word))
+    groups = list(config.service.supplementary_groups)
+    if config.queue.gc_roots.enable:
+        roots = check.use("nix.state_dir", config.nix.gc_roots_dir, sd_word)
+        if dynamic or not roots.startswith(NIX_STATE_DIR + "/"):  # else covered already
+            read_write.append("-" + roots)
+        if dynamic:
+            groups.append(ROOTS_GROUP)
     credentials: list[tuple[str, str]] = []
     file_targets = False
     for i, target in enumerate(config.targets):
@@ -170,7 +179,7 @@ def service_context(config: Config, paths: Paths, check: Checker) -> dict[str, A
         "config_path": check.use("--config-path", paths.config, sd_exec),
         "user": config.service.user,
         "group": config.service.group,
-        "supplementary_groups": list(config.service.supplementary_groups),
+        "supplementary_groups": list(dict.fromkeys(groups)),
         "state_directories": list(dict.fromkeys(state_dirs)),
         "home": check.use("queue.state_dir", config.queue.state_dir, sd_word),
         "cache_directory": CACHE_DIRECTORY,
@@ -182,3 +191,18 @@ def service_context(config: Config, paths: Paths, check: Checker) -> dict[str, A
         # systemd's SIGKILL must not cut the daemon's own grace short.
         "timeout_stop": int(config.queue.stop_grace) + 15,
     }
+
+
+def roots_context(config: Config, check: Checker) -> dict[str, Any] | None:
+    """The GC roots directory for tmpfiles.d (and its group for sysusers.d): writable by the
+    daemon, readable by the collector. None when queue.gc_roots is off."""
+    if not config.queue.gc_roots.enable:
+        return None
+    directory = check.use("nix.state_dir", config.nix.gc_roots_dir, sd_word)
+    user = config.service.user
+    if user is None:
+        # A DynamicUser's uid is not stable: a static group carries the write access.
+        return {"directory": directory, "mode": "0775", "owner": "root", "group": ROOTS_GROUP,
+                "sysusers": True}
+    return {"directory": directory, "mode": "0755", "owner": user,
+            "group": config.service.group or "-", "sysusers": False}

@@ -19,6 +19,9 @@ from ..errors import VerifyFailed
 from ..nix.isolated import text_derivation
 from .nixcalls import Context, VerifyNix, read_url, trust
 
+# Seconds `delete` waits for the queue to release its GC root once the cache has the path.
+ROOT_RELEASE_WAIT = 5.0
+
 
 @dataclass(frozen=True)
 class Built:
@@ -72,7 +75,22 @@ class Steps:
         return list(info.signatures) if info else []
 
     def delete(self, built: Built) -> None:
-        self.nix.run("delete", [self.nix.program("nix-store"), "--delete", built.path])
+        """The queue roots the path until every target has it (docs/gc-roots.md): its root
+        goes right after the last upload is recorded, a moment after the cache shows the
+        path; with more targets to go it stays, and only `--ignore-liveness` deletes."""
+        argv = [self.nix.program("nix-store"), "--delete", built.path]
+        deadline = time.monotonic() + ROOT_RELEASE_WAIT
+        while True:
+            proc = self.nix.run("delete", argv, check=False)
+            if proc.returncode == 0 or "still alive" not in proc.stderr:
+                break
+            if time.monotonic() > deadline:
+                proc = self.nix.run("delete", [*argv, "--ignore-liveness"], check=False)
+                break
+            time.sleep(0.1)
+        if proc.returncode != 0:
+            raise VerifyFailed("delete", f"nix-store exited {proc.returncode}: "
+                               f"{summarize(proc.stderr)}")
         if Path(built.path).exists():
             raise VerifyFailed("delete", f"{built.path} still exists after nix-store --delete")
 

@@ -76,3 +76,15 @@ def list_roots(directory: str) -> dict[str, tuple[str, float]]:
         except OSError:
             continue
     return out
+
+
+def remove_all(directory: str) -> int:
+    """Uninstall: release every root and remove the directory; returns roots released."""
+    names = list(list_roots(directory))
+    for name in names:
+        remove_root(directory, name)
+    try:  # noqa: SIM105 - contextlib would cost the hook an import
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass
+    return len(names)
