@@ -14,7 +14,9 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from ..errors import ProtocolError
+from ..nix import storepath
 from ..wire.protocol import (
+    RATE_WINDOW,
     ChangedReply,
     DropRequest,
     EnqueueReply,
@@ -23,14 +25,18 @@ from ..wire.protocol import (
     ErrorReply,
     OkReply,
     PingRequest,
+    ProgressReply,
+    ProgressRequest,
     Reply,
     Request,
     RetryRequest,
     SpoolStats,
     StatusReply,
     StatusRequest,
+    TargetStats,
     decode_request,
 )
+from .filters import excluded
 from .intake import Intake
 
 log = logging.getLogger(__name__)
@@ -99,6 +105,9 @@ class Dispatcher:
                 return ChangedReply(changed)
             case PingRequest():
                 return OkReply()
+            case ProgressRequest():
+                progress: ProgressReply = await self._offload(self._progress, request)
+                return progress
         raise ProtocolError(f"unhandled op {request.op!r}")
 
     def _status(self) -> StatusReply:
@@ -107,15 +116,38 @@ class Dispatcher:
         `wait` cannot pass while paths sit in the spool."""
         spool = self._spool_stats() if self._spool_stats is not None else None
         intake = self._intake
-        stats = intake.store.stats(intake.now(), intake.targets)
-        return StatusReply({name: replace(s, unsupported=intake.unsupported.get(name))
+        now = intake.now()
+        stats = intake.store.stats(now, intake.targets)
+        rates = intake.store.throughput(now, RATE_WINDOW)
+        return StatusReply({name: _with_rate(replace(s, unsupported=intake.unsupported.get(name)),
+                                             rates.get(name))
                             for name, s in stats.items()}, spool)
+
+    def _progress(self, request: ProgressRequest) -> ProgressReply:
+        """Where the asked-for paths stand; the spool is counted first, as in `_status`."""
+        intake = self._intake
+        for path in request.paths:
+            problem = storepath.problem(path, intake.store_dir)
+            if problem is not None:
+                raise ProtocolError(f"{path[:300]!r}: {problem}", "bad_path", "paths")
+        spool = self._spool_stats() if self._spool_stats is not None else SpoolStats()
+        if request.prioritize:
+            intake.store.prioritize(request.paths)
+        found = intake.store.path_progress(request.paths, intake.targets,
+                                           lambda p: excluded(p, intake.exclude))
+        return ProgressReply(found, spool.pending, spool.error)
 
     def _check_target(self, target: str | None) -> None:
         if target is not None and target not in self._intake.targets:
             known = ", ".join(self._intake.targets) or "none"
             raise ProtocolError(f"unknown target {target[:80]!r} (known: {known})",
                                 field="target")
+
+
+def _with_rate(stats: TargetStats, rate: tuple[int, int, int, int] | None) -> TargetStats:
+    nbytes, unsized, paths, recent = rate or (0, 0, 0, 0)
+    return replace(stats, bytes_pending=nbytes, unsized_pending=unsized, recent_paths=paths,
+                   recent_bytes=recent)
 
 
 def _code(code: str) -> ErrorCode:

@@ -28,12 +28,13 @@ from typing import Literal
 from ..errors import QueueError
 from ..wire.protocol import TargetStats
 from .ledger import MIGRATION_2, RootLedger, drop_lost, loss_counts, record_lost, unlose
+from .watch import MIGRATION_3, PathWatch, claim_priority
 
 __all__ = ["SCHEMA_VERSION", "Job", "JobState", "QueueStore", "TargetStats"]
 
 JobState = Literal["pending", "inflight", "done", "dead", "skipped"]
 STATES: tuple[JobState, ...] = ("pending", "inflight", "done", "dead", "skipped")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migration n takes the database from version n-1 to n; a new column means a new entry.
 _MIGRATIONS: dict[int, str] = {
@@ -62,6 +63,7 @@ _MIGRATIONS: dict[int, str] = {
     );
     """,
     2: MIGRATION_2,
+    3: MIGRATION_3,
 }
 
 
@@ -76,9 +78,9 @@ class Job:
     size: int | None
 
 
-class QueueStore(RootLedger):
+class QueueStore(RootLedger, PathWatch):
     """The queue database. See the module docstring for durability and thread safety.
-    GC roots and lost paths: ledger.py."""
+    GC roots and lost paths: ledger.py. Waiters' progress and priority: watch.py."""
 
     def __init__(self, db_path: Path, *, busy_timeout: float = 30.0) -> None:
         self.path = Path(db_path)
@@ -174,13 +176,15 @@ class QueueStore(RootLedger):
                                 ).rowcount
 
     def claim(self, target: str, limit: int, now: float) -> list[Job]:
-        """Move up to `limit` due pending rows of `target` to inflight, oldest due first."""
+        """Move up to `limit` due pending rows of `target` to inflight, oldest due first,
+        rows someone waits for (watch.py) before the rest."""
         with self._write("claim") as conn:
-            rows = conn.execute(
+            rows = claim_priority(conn, target, limit, now)
+            rows += conn.execute(
                 "SELECT id, path, target, attempts, drv, enqueued_at, size FROM jobs"
                 " WHERE target = ? AND state = 'pending' AND next_attempt_at <= ?"
-                " ORDER BY next_attempt_at, id LIMIT ?",
-                (target, now, limit),
+                " AND priority = 0 ORDER BY next_attempt_at, id LIMIT ?",
+                (target, now, limit - len(rows)),
             ).fetchall()
             conn.executemany("UPDATE jobs SET state = 'inflight', updated_at = ? WHERE id = ?",
                              [(now, r[0]) for r in rows])

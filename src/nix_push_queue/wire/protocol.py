@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from ..errors import ProtocolError
+from . import progress
 from .framing import MAX_LINE, MAX_PATHS, VERSION
+from .progress import ProgressReply, ProgressRequest
 
 __all__ = [
     "MAX_LINE",
@@ -27,6 +29,8 @@ __all__ = [
     "ErrorReply",
     "OkReply",
     "PingRequest",
+    "ProgressReply",
+    "ProgressRequest",
     "RetryRequest",
     "SpoolStats",
     "StatusReply",
@@ -37,7 +41,7 @@ __all__ = [
     "encode",
 ]
 
-Op = Literal["enqueue", "status", "retry", "drop", "ping"]
+Op = Literal["enqueue", "status", "retry", "drop", "ping", "progress"]
 Source = Literal["hook", "push", "spool"]
 ErrorCode = Literal["bad_request", "too_large", "bad_version", "bad_path", "internal"]
 OPS: tuple[str, ...] = get_args(Op)
@@ -79,7 +83,8 @@ class PingRequest:
     op: Literal["ping"] = field(default="ping", init=False)
 
 
-Request = EnqueueRequest | StatusRequest | RetryRequest | DropRequest | PingRequest
+Request = (EnqueueRequest | StatusRequest | RetryRequest | DropRequest | PingRequest
+           | ProgressRequest)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,15 @@ class TargetStats:
     # or lost since.
     gone: int = 0
     released: int = 0
+    # NAR bytes of the pending and in-flight rows the daemon has measured (`unsized_pending`
+    # rows not yet), and what was uploaded over the last RATE_WINDOW seconds.
+    bytes_pending: int = 0
+    unsized_pending: int = 0
+    recent_paths: int = 0
+    recent_bytes: int = 0
+
+
+RATE_WINDOW = 60.0  # seconds of uploads `status` reports a rate over
 
 
 @dataclass(frozen=True)
@@ -142,9 +156,9 @@ class ErrorReply:
     message: str
 
 
-Reply = OkReply | EnqueueReply | StatusReply | ChangedReply | ErrorReply
+Reply = OkReply | EnqueueReply | StatusReply | ChangedReply | ErrorReply | ProgressReply
 Message = Request | Reply
-_REPLY_TYPES = (OkReply, EnqueueReply, StatusReply, ChangedReply, ErrorReply)
+_REPLY_TYPES = (OkReply, EnqueueReply, StatusReply, ChangedReply, ErrorReply, ProgressReply)
 
 
 def _request_json(msg: Request) -> dict[str, Any]:
@@ -159,6 +173,8 @@ def _request_json(msg: Request) -> dict[str, Any]:
                 out["target"] = msg.target
             if msg.paths is not None:
                 out["paths"] = list(msg.paths)
+        case ProgressRequest():
+            out.update(progress.request_json(msg))
     return out
 
 
@@ -178,6 +194,8 @@ def _reply_json(msg: Reply) -> dict[str, Any]:
             return out
         case ChangedReply():
             return {"ok": True, "changed": msg.changed}
+        case ProgressReply():
+            return progress.reply_json(msg)
     return {"ok": True}
 
 
@@ -187,6 +205,8 @@ def _stats_json(s: TargetStats) -> dict[str, Any]:
         "skipped": s.skipped, "oldest_pending_age": s.oldest_pending_age,
         "last_error": s.last_error, "last_error_at": s.last_error_at,
         "unsupported": s.unsupported, "gone": s.gone, "released": s.released,
+        "bytes_pending": s.bytes_pending, "unsized_pending": s.unsized_pending,
+        "recent_paths": s.recent_paths, "recent_bytes": s.recent_bytes,
     }
 
 
@@ -281,6 +301,8 @@ def decode_request(line: bytes) -> Request:
         return kind(_str(obj, "target", optional=True), _paths(obj, optional=True))
     if op == "ping":
         return PingRequest()
+    if op == "progress":
+        return progress.decode_request(obj)
     if not isinstance(op, str):
         raise ProtocolError("field 'op' must be a string", field="op")
     raise ProtocolError(f"unknown op {op[:40]!r}", field="op")
@@ -302,6 +324,8 @@ def decode_reply(line: bytes, op: Op) -> Reply:
         return ChangedReply(_int(obj, "changed"))
     if op == "status":
         return StatusReply(_targets(obj.get("targets")), _spool(obj.get("spool")))
+    if op == "progress":
+        return progress.decode_reply(obj)
     return OkReply()
 
 
@@ -320,6 +344,9 @@ def _targets(value: object) -> dict[str, TargetStats]:
             unsupported=_str(s, "unsupported", optional=True),
             # absent from daemons older than the GC roots: none counted
             **{k: _int(s, k) for k in ("gone", "released") if k in s},
+            # absent from daemons older than `progress`
+            **{k: _int(s, k) for k in ("bytes_pending", "unsized_pending", "recent_paths",
+                                       "recent_bytes") if k in s},
         )
     return out
 
