@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,12 +14,10 @@ from pathlib import Path
 from ..errors import (
     DaemonUnavailable,
     DeadLetters,
-    NixError,
     PathsLost,
     ProtocolError,
     WaitTimeout,
 )
-from ..nix import storepath
 from ..wire import framing, spool
 from ..wire.protocol import (
     ChangedReply,
@@ -131,36 +128,7 @@ class ControlClient:
         return reply.changed if isinstance(reply, ChangedReply) else 0
 
 
-# -- push -----------------------------------------------------------------------------------
-
-
-def store_paths(args: Sequence[str], ep: Endpoint, *, closure: bool) -> list[str]:
-    """Turn what a user typed (`./result`, a file inside a store path, a store path) into
-    store paths; with `closure`, everything they reference too."""
-    if closure:
-        # Imported here: nixcmd pulls in asyncio, a third of `status`'s start-up otherwise.
-        from ..nix.runner import nix_program
-
-        argv = [nix_program("nix-store", ep.nix_bin_dir), "--query", "--requisites", *args]
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
-        if proc.returncode != 0:
-            raise NixError(argv, proc.returncode, proc.stderr)
-        found = [line for line in proc.stdout.splitlines() if line]
-    else:
-        found = [_top_store_path(arg, ep.store_dir) for arg in args]
-    for path in found:
-        problem = storepath.problem(path, ep.store_dir)
-        if problem is not None:
-            raise ProtocolError(f"{path}: {problem}", "bad_path")
-    return list(dict.fromkeys(found))
-
-
-def _top_store_path(arg: str, store_dir: str) -> str:
-    real = str(Path(arg).resolve()) if not arg.startswith(store_dir + "/") else arg
-    prefix = store_dir.rstrip("/") + "/"
-    if real.startswith(prefix):
-        return prefix + real[len(prefix):].split("/", 1)[0]
-    return real
+# -- push (what to push: pushpaths.py) -------------------------------------------------------
 
 
 def push(client: ControlClient, paths: Sequence[str], ep: Endpoint) -> tuple[int, int, bool]:

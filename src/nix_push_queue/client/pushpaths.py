@@ -19,7 +19,6 @@ from pathlib import Path
 
 from ..errors import NixError, ProtocolError
 from ..nix import storepath
-from ..nix.runner import nix_program
 from .control import Endpoint
 
 # Paths per nix-store call: far below ARG_MAX even with 211-character names.
@@ -30,6 +29,9 @@ def store_paths(args: Sequence[str], ep: Endpoint, *, closure: bool) -> list[str
     """The store paths `args` name (with `closure`, and everything they reference), each
     well formed and valid in the store. Raises ProtocolError("bad_path") naming the first
     that is not, NixError when Nix cannot be asked."""
+    # Imported here: nix.runner pulls in asyncio.
+    from ..nix.runner import nix_program
+
     nix_store = nix_program("nix-store", ep.nix_bin_dir)
     tops = [top_store_path(arg, ep.store_dir) for arg in args]
     for path in tops:
