@@ -57,7 +57,12 @@ def chroot_argv(root: Path, argv: Sequence[str], *, binds: Mapping[str, Path] | 
     """argv that runs `argv` in `root` (as root) inside a private mount namespace."""
     script = "\n".join([
         mount_script(root, binds or {}),
-        f"exec chroot {shlex.quote(str(root))} /bin/sh -c "
+        # pivot_root, not only chroot: Nix 2.8 runs its post-build-hook and ssh after setns()
+        # into its own mount namespace, which resets a chroot to the namespace's root.
+        f"cd {shlex.quote(str(root))}",
+        "pivot_root . .",
+        "umount -l .",
+        "exec chroot . /bin/sh -c "
         + shlex.quote(f'cd {shlex.quote(cwd)} && exec "$@"') + ' sh "$@"',
     ])
     return ["unshare", "--mount", "--propagation", "private", "--",
