@@ -72,13 +72,15 @@ class ControlClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def request(self, request: Request) -> Reply:
-        """Send one request; return its reply. ErrorReply becomes ProtocolError."""
+    def request(self, request: Request, timeout: float | None = None) -> Reply:
+        """Send one request; return its reply. ErrorReply becomes ProtocolError. `timeout`:
+        this request's, instead of the client's."""
         line = encode(request)
-        deadline = time.monotonic() + self.timeout
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.timeout)
+                sock.settimeout(timeout)
                 sock.connect(self.socket_path)
                 sock.sendall(line)
                 reply_line, _ = framing.read_line(sock, b"", deadline)
@@ -110,9 +112,9 @@ class ControlClient:
     def status(self) -> dict[str, TargetStats]:
         return dict(self.status_reply().targets)
 
-    def status_reply(self) -> StatusReply:
+    def status_reply(self, timeout: float | None = None) -> StatusReply:
         """Targets, and the spool as the daemon counts it (None from an older daemon)."""
-        reply = self.request(StatusRequest())
+        reply = self.request(StatusRequest(), timeout)
         if not isinstance(reply, StatusReply):
             raise ProtocolError("the daemon sent no status")
         return reply
@@ -164,7 +166,7 @@ def wait_drained(client: ControlClient, *, timeout: float | None, poll: float = 
     an older daemon that does not count it leaves the count to `spool_dir` here."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        reply = client.status_reply()
+        reply = _status_by(client, deadline, timeout)
         stats = dict(reply.targets)
         spooled, spool_note = _spool_backlog(reply.spool, spool_dir)
         if on_poll is not None:
@@ -187,6 +189,21 @@ def wait_drained(client: ControlClient, *, timeout: float | None, poll: float = 
         raise DeadLetters("queue drained with dead letters; see `nix-push-queue status`, then "
                           "`retry` or `drop`: " + "; ".join(parts))
     return stats
+
+
+def _status_by(client: ControlClient, deadline: float | None, timeout: float | None
+               ) -> StatusReply:
+    """The status, asked so that the answer cannot outlast `deadline` by much: a daemon
+    busy behind a locked database answers late, and `wait --timeout` must still return."""
+    if deadline is None:
+        return client.status_reply()
+    try:
+        return client.status_reply(max(deadline - time.monotonic(), 1.0))
+    except DaemonUnavailable as exc:
+        if time.monotonic() < deadline:
+            raise
+        raise WaitTimeout(f"after {timeout:g} s: the daemon did not answer `status` in "
+                          f"time ({exc})") from exc
 
 
 def _spool_backlog(reported: SpoolStats | None, spool_dir: str | None) -> tuple[int, str]:
