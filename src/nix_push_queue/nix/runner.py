@@ -57,9 +57,9 @@ def nix_argv(nix_bin_dir: str | None, *args: str) -> list[str]:
             *args]
 
 
-# argv: [interpreter, -I, -S, -c, this, parent pid, program path, command...]. 1 = PR_SET_PDEATHSIG and
-# 9 = SIGKILL on every Linux architecture. The parent may have died before prctl took
-# effect: then the parent pid has changed and the command is not started.
+# argv: [interpreter, -I, -S, -c, this, parent pid, program path, command...].
+# 1 = PR_SET_PDEATHSIG and 9 = SIGKILL on every Linux architecture. The parent may have died
+# before prctl took effect: then the parent pid has changed and the command is not started.
 _DIE_WITH_PARENT = """\
 import ctypes, os, sys
 if ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0) != 0:
