@@ -128,6 +128,12 @@ class PathsLost(NpqError):
     exit_code = 13
 
 
+class NotQueued(NpqError):
+    """`wait --paths`: a path is in no queue row for a target (never pushed, or dropped)."""
+
+    exit_code = 14
+
+
 class DaemonError(NpqError):
     """The daemon cannot start: socket in use, unusable inherited fd or state directory."""
 
