@@ -28,7 +28,8 @@ PER_FEED = 20
 def test_outage_repeated_gc_and_kill(npq_daemon_factory: Any, down_cache: DownCache,
                                      tmp_path: Path) -> None:
     d: DaemonHarness = npq_daemon_factory(hook=False, cache=down_cache.spec,
-                                          queue={"batch_size": 4, "workers": 2})
+                                          queue={"batch_size": 4, "workers": 2,
+                                                 "retry": {"max_attempts": 1000}})
     d.start()
     started = time.monotonic()
     queued: list[str] = []

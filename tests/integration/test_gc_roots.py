@@ -20,6 +20,8 @@ from tests.fixtures.gc import DownCache, collect, eventually, lost, root_names, 
 pytestmark = pytest.mark.integration
 
 N = 6
+# An outage outlasts the fixture's 8 quick attempts: keep retrying.
+OUTAGE = {"retry": {"max_attempts": 1000}}
 
 
 def content(d: DaemonHarness, prefix: str, i: int) -> str:
@@ -58,11 +60,10 @@ def test_gc_while_the_daemon_is_down(npq_daemon_factory: Any) -> None:
 
 
 def test_gc_while_the_cache_is_down(npq_daemon_factory: Any, down_cache: DownCache) -> None:
-    d: DaemonHarness = npq_daemon_factory(cache=down_cache.spec)
+    d: DaemonHarness = npq_daemon_factory(cache=down_cache.spec, queue=OUTAGE)
     d.start()
     paths = build(d, "outage")
-    eventually(lambda: status_totals(d)["pending"] + status_totals(d)["inflight"] == N
-               and "failed" in d.log_text(), what="uploads failing")
+    eventually(lambda: "failed" in d.log_text(), what="uploads failing")
     for _ in range(2):
         collect(d.nix)
     assert all(p.exists() for p in paths)
@@ -76,7 +77,7 @@ def test_auto_gc_during_a_build_loop(npq_daemon_factory: Any, down_cache: DownCa
     """min-free above any free space: Nix collects before every build. Unrooted (the queue
     before GC roots) is the control: it shows the collector does delete queued paths."""
     d: DaemonHarness = npq_daemon_factory(cache=down_cache.spec,
-                                          queue={"gc_roots": {"enable": rooted}})
+                                          queue={**OUTAGE, "gc_roots": {"enable": rooted}})
     with d.nix.conf_file.open("a", encoding="utf-8") as conf:
         conf.write("min-free = 1000000000000000\nmax-free = 1000000000000000\n"
                    "min-free-check-interval = 0\n")
@@ -102,7 +103,7 @@ def test_auto_gc_during_a_build_loop(npq_daemon_factory: Any, down_cache: DownCa
 def test_cap_releases_the_oldest_and_reports_exactly_those(
         npq_daemon_factory: Any, down_cache: DownCache) -> None:
     content = "x" * 2000
-    d: DaemonHarness = npq_daemon_factory(cache=down_cache.spec)
+    d: DaemonHarness = npq_daemon_factory(cache=down_cache.spec, queue=OUTAGE)
     # Measure one path's NAR size with the same content length, for a cap of three paths.
     probe = d.build("probe", content[:-5] + "probe")
     size = int(d.nix.run(["nix", "path-info", "--json", str(probe)]).stdout
