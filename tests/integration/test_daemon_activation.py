@@ -82,13 +82,14 @@ def test_push_closure_wait_status_and_spool_fallback(npq_daemon_factory: Factory
 
     d.start()
     pushed = d.cli("push", "--closure", "--wait", "--timeout", "120", str(link))
-    assert "queue empty" in pushed.stdout
+    assert "2 path(s) on every target (local)" in pushed.stdout
     d.assert_signed(top)
     d.assert_signed(dep)
     d.assert_substitutable(top, dep)
     text = d.cli("status").stdout
     assert text.splitlines()[0].split() == ["TARGET", "PENDING", "UPLOADING", "DONE", "DEAD",
-                                            "SKIPPED", "GONE", "RELEASED", "OLDEST"]
+                                            "SKIPPED", "GONE", "RELEASED", "OLDEST", "BYTES",
+                                            "RATE"]
     assert text.splitlines()[1].split()[:5] == ["local", "0", "0", "2", "0"]
     bad = d.cli("push", "/etc/passwd", check=False)
     assert bad.returncode != 0 and "not inside the store" in bad.stderr

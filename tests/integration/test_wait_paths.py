@@ -48,6 +48,16 @@ def test_push_wait_returns_for_its_paths_while_the_queue_stays_busy(
     # And `wait --paths` on what is done returns at once.
     again = d.cli("wait", "--paths", str(mine), "--timeout", "30", timeout=60)
     assert "1 path(s) on every target" in again.stdout
+    # status: the stuck path's bytes pending (once the daemon measured it), the recent rate.
+    deadline = time.monotonic() + 60
+    while (local := d.status()["local"])["bytes_pending"] == 0:
+        assert time.monotonic() < deadline, local
+        time.sleep(0.5)
+    assert local["unsized_pending"] == 0 and local["recent_paths"] == 1
+    assert local["recent_bytes"] > 0
+    assert local["upload_rate_bytes"] == local["recent_bytes"] / 60
+    row = d.cli("status").stdout.splitlines()[1].split()
+    assert row[0] == "local" and row[-2].endswith("B") and row[-1].endswith("B/s"), row
 
 
 def test_push_wait_names_each_dead_path_with_its_last_error(

@@ -1,6 +1,7 @@
 """`nix-push-queue status [--json]`: per target pending, uploading, done, dead, skipped,
-oldest pending age and last error (the daemon's `status` op), and why the daemon's Nix cannot
-upload to a target, if it cannot (`unsupported`, e.g. s3:// on a Nix without S3)."""
+oldest pending age, bytes pending, the upload rate over the last minute and last error (the
+daemon's `status` op), and why the daemon's Nix cannot upload to a target, if it cannot
+(`unsupported`, e.g. s3:// on a Nix without S3)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import json
 import time
 from collections.abc import Mapping
 
-from ..wire.protocol import SpoolStats
+from ..client.progressview import human_bytes
+from ..wire.protocol import RATE_WINDOW, SpoolStats, TargetStats
 from ._common import add_endpoint_args, connect
 
 
@@ -24,17 +26,19 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     reply = client.status_reply()
     stats, spool = dict(reply.targets), reply.spool
     if args.json:
-        doc = {"targets": {n: dataclasses.asdict(s) for n, s in sorted(stats.items())},
+        doc = {"targets": {n: _json(s) for n, s in sorted(stats.items())},
                "spool": dataclasses.asdict(spool) if spool is not None else None}
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
     # GONE: left the local store before its upload (lost, until `drop`); RELEASED: its GC
     # root was released by the cap (queue.gc_roots), still queued or gone since.
+    # BYTES: NAR bytes pending or uploading ("+": some not measured yet); RATE: uploaded
+    # over the last minute.
     header = ("TARGET", "PENDING", "UPLOADING", "DONE", "DEAD", "SKIPPED", "GONE", "RELEASED",
-              "OLDEST")
+              "OLDEST", "BYTES", "RATE")
     rows = [header] + [
         (name, str(s.pending), str(s.inflight), str(s.done), str(s.dead), str(s.skipped),
-         str(s.gone), str(s.released), _age(s.oldest_pending_age))
+         str(s.gone), str(s.released), _age(s.oldest_pending_age), _bytes(s), _rate(s))
         for name, s in sorted(stats.items())
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -59,6 +63,26 @@ def _spool_line(spool: SpoolStats, spool_dir: str | None) -> str:
     where = f" (in {spool_dir}/quarantine)" if spool.quarantined and spool_dir else ""
     return (f"spool: {spool.pending} file(s) waiting to be ingested, "
             f"{spool.quarantined} quarantined{where}")
+
+
+def _json(s: TargetStats) -> dict[str, object]:
+    doc: dict[str, object] = dataclasses.asdict(s)
+    doc["upload_rate_bytes"] = s.recent_bytes / RATE_WINDOW
+    doc["upload_rate_paths"] = s.recent_paths / RATE_WINDOW
+    doc["rate_window"] = RATE_WINDOW
+    return doc
+
+
+def _bytes(s: TargetStats) -> str:
+    if s.pending + s.inflight == 0:
+        return "-"
+    return human_bytes(s.bytes_pending).replace(" ", "") + ("+" if s.unsized_pending else "")
+
+
+def _rate(s: TargetStats) -> str:
+    if not s.recent_paths:
+        return "-"
+    return f"{human_bytes(s.recent_bytes / RATE_WINDOW).replace(' ', '')}/s"
 
 
 def _age(seconds: float | None) -> str:

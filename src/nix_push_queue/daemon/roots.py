@@ -153,11 +153,14 @@ class RootKeeper:
     def root(self, paths: Sequence[str]) -> None:
         """Root newly queued paths still in the store (intake calls it after the commit: a
         `push` or a spooled path may have no root; for the hook's it is a no-op). A root
-        removed later by someone else (uninstall) is not made again."""
+        removed later by someone else (uninstall) is not made again. Paths every target has
+        already (a `push` of uploaded outputs) get none: nothing would release it before the
+        next pass, and a `push --wait` returns at once."""
         directory = self._policy.directory
         try:
+            uploaded = self._store.uploaded(paths)
             for path in paths:
-                if os.path.lexists(path):
+                if path not in uploaded and os.path.lexists(path):
                     gcroots.add_root(directory, path)
         except OSError as exc:
             self._problem(f"cannot root queued paths: {exc.strerror or exc}")
