@@ -5,4 +5,6 @@
   config = "etc/nix-push-queue/config.json";
   fragment = "etc/nix/nix-push-queue.conf";
   units = [ "lib/systemd/system/nix-push-queue.socket" "lib/systemd/system/nix-push-queue.service" ];
+  # the GC roots directory (docs/gc-roots.md)
+  tmpfiles = "lib/tmpfiles.d/nix-push-queue.conf";
 }

@@ -74,6 +74,8 @@ def test_module_build_step(nix: IsolatedNix, tmp_path: Path) -> None:
     assert "LoadCredential=cache-secret-key:/run/keys/cache.sec" in service
     assert "LoadCredential=cache-credentials:/run/keys/aws" in service
     assert (out / layout["units"][0]).is_file()
+    tmpfiles = (out / layout["tmpfiles"]).read_text(encoding="utf-8")
+    assert "\nd /nix/var/nix/gcroots/nix-push-queue " in tmpfiles
 
 
 def test_module_build_step_refuses_bad_settings(nix: IsolatedNix, tmp_path: Path) -> None:

@@ -119,6 +119,7 @@ in {
   keys = s.trusted-public-keys;
   extra = s.extra-substituters or null;
   groups = builtins.attrNames r.c.users.groups;
+  execStartPre = r.c.systemd.services.nix-push-queue.serviceConfig.ExecStartPre or null;
   nobody = { inherit (r.c.users.users.nobody) group description isSystemUser; };
 }"""
 
@@ -211,3 +212,14 @@ def test_service_user_the_module_owns(nix: IsolatedNix) -> None:
     assert (user["isSystemUser"], user["group"]) == (True, "nix-push-queue")
     assert "nix-push-queue" in got["groups"]
     assert got["warnings"] == []
+
+
+@real
+def test_gc_roots_directory_before_every_start_and_its_group(nix: IsolatedNix) -> None:
+    got = system(nix, npq(f"{{ targets = {TARGET}; }}"))
+    assert "nix-push-queue" in got["groups"]  # the DynamicUser's supplementary group
+    pre = got["execStartPre"]
+    assert pre.startswith("+") and "/bin/systemd-tmpfiles --create " in pre
+    assert pre.endswith("-nix-push-queue-generated/lib/tmpfiles.d/nix-push-queue.conf")
+    off = system(nix, npq(f"{{ targets = {TARGET}; queue.gc_roots.enable = false; }}"))
+    assert off["execStartPre"] is None and "nix-push-queue" not in off["groups"]
