@@ -35,12 +35,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     timeout = EVAL_TIMEOUT if args.eval_timeout is None else args.eval_timeout
     config, source = load_config_source(args.config, eval_timeout=timeout)
-    _warn_s3(config, source, env)
     if args.print_json:
         print(json.dumps(config.document, indent=2, sort_keys=True))
     else:
         targets = ", ".join(t.name for t in config.targets) or "none (consumer only)"
-        print(f"{args.config}: ok (targets: {targets})")
+        print(f"{args.config}: ok (targets: {targets})", flush=True)
+    _warn_s3(config, source, env)
     return 0
 
 
