@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from . import runner
+from . import dialect, runner
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,11 @@ def listed_stores(output: str) -> set[str] | None:
 
 
 def nix_version_line(nix_bin_dir: str | None, env: Mapping[str, str]) -> str:
-    program = runner.nix_program("nix", nix_bin_dir)
-    proc = _run([program, "--version"], env, PROBE_TIMEOUT)
-    lines = proc.stdout.strip().splitlines() if proc is not None and proc.returncode == 0 else []
-    return lines[0] if lines else program
+    """`nix (Nix) 2.26.3` for messages (dialect.py asks and remembers), else the program."""
+    try:
+        return dialect.detect(nix_bin_dir, env).version.text
+    except (dialect.DialectError, OSError):
+        return runner.nix_program("nix", nix_bin_dir)
 
 
 def s3_support(nix_bin_dir: str | None, env: Mapping[str, str],
