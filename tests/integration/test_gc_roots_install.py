@@ -64,6 +64,10 @@ def test_dynamic_user_releases_roots_through_the_static_group(root_dir: Path) ->
     service = tree["etc/systemd/system/nix-push-queue.service"]
     assert "DynamicUser=yes" in service and "SupplementaryGroups=nix-push-queue" in service
     assert "-/nix/var/nix/gcroots/nix-push-queue" in service  # ReadWritePaths
+    # before every start, privileged: what apply() runs here with --root
+    assert ("ExecStartPre=+systemd-sysusers /etc/sysusers.d/nix-push-queue.conf\n"
+            "ExecStartPre=+systemd-tmpfiles --create /etc/tmpfiles.d/nix-push-queue.conf\n"
+            ) in service
     apply(tree, root_dir)
     directory = root_dir / "nix/var/nix/gcroots/nix-push-queue"
     gid = next(int(line.split(":")[2]) for line in (root_dir / "etc/group").read_text()
@@ -87,6 +91,7 @@ def test_static_user_owns_the_directory(root_dir: Path) -> None:
                             "service": {"user": "nobody"}})
     tree = generate(config, GenerateOptions())
     assert "etc/sysusers.d/nix-push-queue.conf" not in tree
+    assert "ExecStartPre=+systemd-sysusers" not in tree["etc/systemd/system/nix-push-queue.service"]
     assert "SupplementaryGroups" not in tree["etc/systemd/system/nix-push-queue.service"]
     apply(tree, root_dir)
     st = (root_dir / "nix/var/nix/gcroots/nix-push-queue").stat()
@@ -102,3 +107,4 @@ def test_no_roots_no_directory() -> None:
     assert not [p for p in tree if "tmpfiles.d" in p or "sysusers.d" in p]
     assert "--no-gc-roots" in tree["etc/nix-push-queue/post-build-hook"]
     assert "gcroots" not in tree["etc/systemd/system/nix-push-queue.service"]
+    assert "ExecStartPre" not in tree["etc/systemd/system/nix-push-queue.service"]

@@ -133,6 +133,10 @@ def generate_files(config: Config, options: GenerateOptions) -> tuple[GeneratedF
         return tuple(files)
     if config.hook.enable:
         files.append(GeneratedFile(HOOK, _render("post-build-hook.j2", units["hook"]), 0o755))
+    if roots is not None and options.flavor == "debian":
+        # The roots directory with its owner and mode before every start, even if the admin
+        # skipped the guide's step or the hook made it first (NixOS: the module does this).
+        units[SERVICE_UNIT]["exec_start_pre"] = _roots_setup(options, roots["sysusers"], check)
     unit_dir = UNIT_DIRS[options.flavor]
     for unit in (SOCKET_UNIT, SERVICE_UNIT):
         text = _render(f"{unit}.j2", units[unit])
@@ -148,6 +152,15 @@ def generate_files(config: Config, options: GenerateOptions) -> tuple[GeneratedF
     document = json.dumps(config.document, indent=2, sort_keys=True) + "\n"
     files.append(GeneratedFile(DAEMON_CONFIG, document, 0o644))
     return tuple(files)
+
+
+def _roots_setup(options: GenerateOptions, sysusers: bool, check: Checker) -> list[str]:
+    tmpfiles = check.use("--prefix", options.installed(f"etc/{TMPFILES}"), escape.sd_exec)
+    commands = [f"systemd-tmpfiles --create {escape.sd_exec(tmpfiles)}"]
+    if sysusers:
+        path = check.use("--prefix", options.installed(f"etc/{SYSUSERS}"), escape.sd_exec)
+        commands.insert(0, f"systemd-sysusers {escape.sd_exec(path)}")
+    return commands
 
 
 def _unit_contexts(config: Config, paths: Paths, check: Checker) -> dict[str, dict[str, Any]]:

@@ -190,6 +190,8 @@ def service_context(config: Config, paths: Paths, check: Checker) -> dict[str, A
         "private_network": not networked,
         # systemd's SIGKILL must not cut the daemon's own grace short.
         "timeout_stop": int(config.queue.stop_grace) + 15,
+        # Full privileges ("+"), before every start (generate/__init__.py fills them).
+        "exec_start_pre": [],
     }
 
 
