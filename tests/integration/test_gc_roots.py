@@ -95,9 +95,13 @@ def test_auto_gc_during_a_build_loop(npq_daemon_factory: Any, down_cache: DownCa
     waited = d.cli("wait", "--timeout", "120", check=False)
     assert waited.returncode == 13, waited.stderr
     assert "left the local store" in waited.stderr
-    assert status_totals(d)["gone"] == len(gone_now)
-    assert {p for p, _, _ in lost(d)} == {str(p) for p in gone_now}
-    print(f"\nauto-GC without roots: {len(gone_now)} of {len(paths)} lost, all reported")
+    # Nix >= 2.2x collects in the background too: more may go after the look above.
+    reported = {p for p, _, _ in lost(d)}
+    assert reported >= {str(p) for p in gone_now}
+    totals = status_totals(d)
+    # every queued path (the 8 and "last") uploaded or reported lost: none silently
+    assert (totals["done"] + totals["gone"], totals["gone"]) == (len(paths) + 1, len(reported))
+    print(f"\nauto-GC without roots: {len(reported)} of {len(paths)} lost, all reported")
 
 
 def test_cap_releases_the_oldest_and_reports_exactly_those(
