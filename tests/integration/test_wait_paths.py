@@ -6,7 +6,9 @@ its last error, and print plain progress lines and a summary when not on a termi
 from __future__ import annotations
 
 import os
+import pty
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon import DaemonHarness
+from tests.fixtures.daemon import NPQ, DaemonHarness
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +118,33 @@ def test_progress_lines_and_summary_in_a_log(npq_daemon_factory: Factory,
     assert re.match(r"push: \[0s\] local: \d+/12 paths, ", lines[0]), proc.stderr
     assert lines[-1].startswith("push: local: 12/12 paths, "), proc.stderr
     assert lines[-1].endswith("0 retries, 0 dead")
+
+
+def test_on_a_terminal_a_live_bar_per_target(npq_daemon_factory: Factory) -> None:
+    """stderr a real pseudo-terminal: rich draws a bar per target in place, and the
+    summary stays once it is done."""
+    d = npq_daemon_factory(hook=False, queue={"workers": 1, "batch_size": 2})
+    d.start()
+    paths = d.build_many("tty", 8, uuid.uuid4().hex)
+    primary, secondary = pty.openpty()
+    env = {**d.env(), "TERM": "xterm-256color", "COLUMNS": "160"}
+    proc = subprocess.Popen([NPQ, "push", "--wait", "--timeout", "120", *map(str, paths),
+                             "--config", str(d.config_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=secondary)
+    os.close(secondary)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the last writer closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    assert proc.wait(timeout=120) == 0
+    text = screen.decode("utf-8", "replace")
+    assert "\x1b[" in text  # drawn in place with escape sequences
+    assert "━" in text  # rich's bar
+    assert re.search(r"local\s.*━.*\d+/8 paths", text), text[-2000:]
+    assert "push: local: 8/8 paths" in text

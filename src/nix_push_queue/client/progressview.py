@@ -218,11 +218,15 @@ class LiveView(_Base):
         super().__init__(stream, label, clock)
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn
+        from rich.table import Column
 
         self.console = Console(file=stream)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.fields[text]}"), console=self.console,
-                                 transient=True)
+        # The target's name and the figures are what matter: the bar gives way first.
+        self.progress = Progress(
+            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=16),
+            TextColumn("{task.fields[text]}", table_column=Column(ratio=1)),
+            console=self.console, transient=True, expand=True)
         self.tasks: dict[str, Any] = {}
         self.progress.start()
 
