@@ -48,7 +48,7 @@ def test_progress_counts_each_path_once_per_target(store: QueueStore) -> None:
     a = got["a"]
     assert (a.total, a.done, a.pending, a.inflight, a.dead, a.gone, a.excluded, a.missing) == (
         8, 2, 1, 1, 1, 1, 1, 1)
-    assert (a.retries, a.bytes_done, a.bytes_total, a.unsized) == (2, 300, 600, 2)
+    assert (a.retries, a.bytes_done, a.bytes_total, a.unsized) == (1, 300, 600, 2)
     assert a.outstanding == 2 and a.settled == 3
     assert {(p.path, p.state) for p in a.problems} == {
         (sp(3), "dead"), (sp(4), "gone"), (sp(8), "missing")}

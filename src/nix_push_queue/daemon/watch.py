@@ -86,6 +86,8 @@ class PathWatch:
                 c["unsized"] = c.get("unsized", 0) + unsized
                 if state in ("done", "skipped"):
                     c["bytes_done"] = c.get("bytes_done", 0) + nbytes
+            for c in counts.values():  # a dead letter's last failure was not retried
+                c["retries"] = max(0, c.get("retries", 0) - c.get("dead", 0))
             problems: dict[str, list[PathProblem]] = {t: [] for t in counts}
             for target, path, error in conn.execute(_DEAD, (wanted,)):
                 problems.setdefault(target, []).append(PathProblem(path, "dead", error))

@@ -56,7 +56,7 @@ class PathsProgress:
     dead: int = 0
     gone: int = 0
     missing: int = 0
-    retries: int = 0  # failed attempts so far, over these rows
+    retries: int = 0  # failed attempts that were (or will be) tried again
     bytes_done: int = 0
     bytes_total: int = 0
     unsized: int = 0
