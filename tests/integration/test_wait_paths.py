@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.daemon import NPQ, DaemonHarness
+from tests.fixtures.gc import DownCache, collect
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +149,29 @@ def test_on_a_terminal_a_live_bar_per_target(npq_daemon_factory: Factory) -> Non
     assert "━" in text  # rich's bar
     assert re.search(r"local\s.*━.*\d+/8 paths", text), text[-2000:]
     assert "push: local: 8/8 paths" in text
+
+
+def test_wait_paths_names_a_path_lost_to_garbage_collection(
+        npq_daemon_factory: Factory, down_cache: DownCache) -> None:
+    # A GC roots cap of one byte releases every root: the collector may take the path.
+    d = npq_daemon_factory(hook=False, cache=down_cache.spec,
+                           queue={"retry": STUCK_RETRY, "gc_roots": {"max_bytes": 1}})
+    d.start()
+    nonce = uuid.uuid4().hex
+    lost = d.build("lost", nonce)
+    d.cli("push", str(lost))
+    deadline = time.monotonic() + 60
+    while d.status()["local"]["released"] == 0:
+        assert time.monotonic() < deadline, d.log_text()
+        time.sleep(0.2)
+    collect(d.nix)
+    assert not lost.exists()
+    kept = d.build("kept", nonce)
+    d.cli("push", str(kept))
+    down_cache.up()
+    proc = d.cli("wait", "--paths", str(lost), str(kept), "--timeout", "120", check=False,
+                 timeout=200)
+    assert proc.returncode == 13, proc.stderr  # PathsLost
+    assert (f"  local: {lost}: gone: left the local store before its upload "
+            "(garbage-collected) after the GC roots cap released it") in proc.stderr
+    assert d.rows()[str(kept)][0] == "done"
