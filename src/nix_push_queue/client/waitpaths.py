@@ -13,7 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from ..errors import DeadLetters, NotQueued, PathsLost, ProtocolError, WaitTimeout
+from ..errors import (
+    DaemonUnavailable,
+    DeadLetters,
+    NotQueued,
+    PathsLost,
+    ProtocolError,
+    WaitTimeout,
+)
 from ..wire import framing
 from ..wire.progress import PathProblem, ProgressReply, ProgressRequest, merge
 from .control import ControlClient
@@ -21,12 +28,13 @@ from .control import ControlClient
 OnPoll = Callable[[ProgressReply], None]
 
 
-def path_progress(client: ControlClient, paths: Sequence[str], *,
-                  prioritize: bool = False) -> ProgressReply:
-    """One `progress` request per chunk of paths that fits a message, merged."""
+def path_progress(client: ControlClient, paths: Sequence[str], *, prioritize: bool = False,
+                  timeout: float | None = None) -> ProgressReply:
+    """One `progress` request per chunk of paths that fits a message, merged. `timeout`
+    bounds each request (default: the client's)."""
     parts = []
     for chunk in framing.split_paths(list(dict.fromkeys(paths))) if paths else [[]]:
-        reply = client.request(ProgressRequest(tuple(chunk), prioritize))
+        reply = client.request(ProgressRequest(tuple(chunk), prioritize), timeout)
         if not isinstance(reply, ProgressReply):
             raise ProtocolError("the daemon sent no progress")
         parts.append(reply)
@@ -47,7 +55,7 @@ def wait_paths(client: ControlClient, paths: Sequence[str], *, timeout: float | 
     WaitTimeout; DeadLetters, PathsLost or NotQueued naming each failed path."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        reply = path_progress(client, paths, prioritize=True)
+        reply = _poll(client, paths, deadline, timeout)
         if on_poll is not None:
             on_poll(reply)
         left = moving(reply)
@@ -60,6 +68,22 @@ def wait_paths(client: ControlClient, paths: Sequence[str], *, timeout: float | 
         time.sleep(poll)
     raise_failures(reply)
     return reply
+
+
+def _poll(client: ControlClient, paths: Sequence[str], deadline: float | None,
+          timeout: float | None) -> ProgressReply:
+    """One poll that cannot outlast the deadline by much (a daemon behind a locked
+    database answers late; `--timeout` must still return)."""
+    if deadline is None:
+        return path_progress(client, paths, prioritize=True)
+    try:
+        return path_progress(client, paths, prioritize=True,
+                             timeout=max(deadline - time.monotonic(), 1.0))
+    except DaemonUnavailable as exc:
+        if time.monotonic() < deadline:
+            raise
+        raise WaitTimeout(f"after {timeout:g} s: the daemon did not answer in time ({exc})"
+                          ) from exc
 
 
 def _spool_note(reply: ProgressReply) -> str:
