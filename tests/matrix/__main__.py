@@ -35,8 +35,12 @@ def shell(name: str, argv: list[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=f"npq-matrix-{root.name}-", dir="/var/tmp"))
     tmp.chmod(0o1777)
     path = f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    binds = {SRC: REPO, "/tmp": tmp}
+    # ../shared beside the checkout (the NixOS evaluation kit) is ../shared inside too.
+    if (REPO.parent / "shared").is_dir():
+        binds["/shared"] = REPO.parent / "shared"
     try:
-        proc = run_in_root(root, argv or ["/bin/bash"], binds={SRC: REPO, "/tmp": tmp},
+        proc = run_in_root(root, argv or ["/bin/bash"], binds=binds,
                            cwd=cwd.rstrip("/."), env={"PATH": path, "VIRTUAL_ENV": venv})
         return proc.returncode
     finally:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,15 +24,29 @@ from .chroot import run_in_root
 
 log = logging.getLogger(__name__)
 
-CACHE = Path("/var/cache/nix-push-queue-matrix")
+CACHE = Path(os.environ.get("NPQ_MATRIX_CACHE", "/var/cache/nix-push-queue-matrix"))
 MIRROR = "http://deb.debian.org/debian"
-# What the tests that run real Nix need besides Nix: the servers they start (nginx, sshd),
-# systemd-analyze, the network and process tools, the fault suite's users and setpriv.
-PACKAGES: tuple[str, ...] = (
-    "nix-bin", "libdbi-perl", "python3", "python3-venv", "python3-dev",
-    "nginx-light", "openssh-server", "openssh-client", "systemd", "iproute2", "iptables",
-    "procps", "passwd", "util-linux", "git", "ca-certificates", "curl", "xz-utils",
+# Nix and the project's Python; then what the host gets from scripts/bootstrap.sh (nginx, sshd,
+# systemd tools, ip, Prometheus, ...), since the tests that run Nix use those too, less the
+# packages only the QEMU VM tests need on the host.
+BASE_PACKAGES: tuple[str, ...] = (
+    "nix-bin", "libdbi-perl", "python3", "python3-venv", "ca-certificates", "curl", "git",
+    "xz-utils",
 )
+BOOTSTRAP = Path(__file__).resolve().parents[2] / "scripts/bootstrap.sh"
+HOST_ONLY = frozenset({"qemu-system-x86", "qemu-utils", "debootstrap", "e2fsprogs"})
+
+
+def bootstrap_packages(script: Path = BOOTSTRAP) -> tuple[str, ...]:
+    """The Debian packages of NPQ_APT_PACKAGES in scripts/bootstrap.sh ("package:command")."""
+    text = script.read_text()
+    start = text.index("NPQ_APT_PACKAGES=(")
+    block = text[start:text.index("\n)", start)]
+    found = re.findall(r'^\s*"([a-z0-9][a-z0-9.+-]*):[^"]*"', block, re.MULTILINE)
+    return tuple(p for p in found if p not in HOST_ONLY)
+
+
+PACKAGES: tuple[str, ...] = tuple(dict.fromkeys((*BASE_PACKAGES, *bootstrap_packages())))
 # Services must not start inside a root while apt installs them: they would bind the host's
 # ports. invoke-rc.d asks this script first; 101 means "not allowed".
 POLICY_RC = "#!/bin/sh\nexit 101\n"
