@@ -38,8 +38,10 @@ def test_embedded_default_runs_every_step_and_cleans_up() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = STEP.findall(proc.stdout)
     assert [(n, total, status) for n, total, status, _ in steps] == [
-        (str(i), "6", "ok") for i in range(1, 7)]
+        (str(i), "7", "ok") for i in range(1, 8)]
     assert "all steps passed" in proc.stdout
+    # The queue step's progress (stderr is no terminal here: plain lines and a summary).
+    assert re.search(r"^verify: local: 1/1 paths, .*, 0 retries, 0 dead$", proc.stderr, re.M)
     root = re.search(r"embedded default in (\S+):", proc.stdout)
     assert root is not None
     assert not Path(root.group(1)).exists(), "the temporary directory was left behind"
@@ -62,7 +64,7 @@ def test_config_with_nginx_target_through_the_daemon(
                    env=harness.env())
     assert proc.returncode == 0, proc.stdout + proc.stderr + harness.log_text()
     assert "no post-build-hook" in proc.stdout
-    assert len(STEP.findall(proc.stdout)) == 6
+    assert len(STEP.findall(proc.stdout)) == 7
     assert any(nginx_cache.cache_dir.glob("*.narinfo"))
     print("\n" + proc.stdout)
 
@@ -79,7 +81,7 @@ def test_wrong_public_key_fails_at_the_signature_step(
     proc = _verify("--config", str(harness.config_path), env=harness.env())
     assert proc.returncode == 8, proc.stdout + proc.stderr
     assert "verify failed at step 'signature'" in proc.stderr
-    assert [s[2] for s in STEP.findall(proc.stdout)] == ["ok", "ok", "FAILED"]
+    assert [s[2] for s in STEP.findall(proc.stdout)] == ["ok", "ok", "ok", "FAILED"]
 
 
 def test_tampered_narinfo_signature_fails(

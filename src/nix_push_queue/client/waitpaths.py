@@ -11,7 +11,8 @@ be in one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 
 from ..errors import (
     DaemonUnavailable,
@@ -50,12 +51,17 @@ def moving(reply: ProgressReply) -> int:
 
 
 def wait_paths(client: ControlClient, paths: Sequence[str], *, timeout: float | None,
-               poll: float = 0.5, on_poll: OnPoll | None = None) -> ProgressReply:
-    """Block until none of `paths` is pending or uploading on any target. Raises
-    WaitTimeout; DeadLetters, PathsLost or NotQueued naming each failed path."""
+               poll: float = 0.5, on_poll: OnPoll | None = None,
+               targets: Collection[str] | None = None) -> ProgressReply:
+    """Block until none of `paths` is pending or uploading on any target (of `targets`
+    only, when given). Raises WaitTimeout; DeadLetters, PathsLost or NotQueued naming each
+    failed path."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         reply = _poll(client, paths, deadline, timeout)
+        if targets is not None:
+            reply = replace(reply, targets={n: p for n, p in reply.targets.items()
+                                            if n in targets})
         if on_poll is not None:
             on_poll(reply)
         left = moving(reply)

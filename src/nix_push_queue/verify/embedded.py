@@ -25,7 +25,7 @@ from ..config import Config, load_document
 from ..errors import NpqError, VerifyFailed
 from ..generate import hook_wrapper
 from ..nix.isolated import IsolatedNix
-from .procedure import Context, Procedure, daemon_view, describe_target
+from .procedure import Context, Procedure, daemon_view, describe_target, queue_waiter
 
 DAEMON_START_TIMEOUT = 60.0
 DAEMON_STOP_TIMEOUT = 30.0
@@ -145,7 +145,8 @@ def run(program: Sequence[str], base_env: Mapping[str, str], *, keep: bool, time
             ctx = Context(env=embedded.nix.env(base_env), timeout=timeout, write=write,
                           diagnose=lambda name: (f"{daemon_view(client, name)}; log: "
                                                  f"{_tail(embedded.daemon_log, 3)}"))
-            Procedure(ctx, embedded.config.targets).run()
+            targets = embedded.config.targets
+            Procedure(ctx, targets, queue_waiter(client, targets, base_env, timeout)).run()
     finally:
         if keep:
             write(f"kept {root} (config.json, daemon.log, nix/, cache/)\n")

@@ -6,6 +6,7 @@ prints `[n/total] label ... ok (seconds)` for each, and sets them up for a confi
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -19,17 +20,21 @@ from .nixcalls import Context, hook_configured
 from .steps import Built, Steps
 
 __all__ = ["Built", "Context", "Procedure", "daemon_view", "describe_target",
-           "hook_configured", "run_with_config"]
+           "hook_configured", "queue_waiter", "run_with_config"]
 
 T = TypeVar("T")
 STEPS_PER_TARGET = 5
 
 
 class Procedure(Steps):
-    def __init__(self, ctx: Context, targets: Sequence[Target]) -> None:
+    def __init__(self, ctx: Context, targets: Sequence[Target],
+                 queue_wait: Callable[[str], object] | None = None) -> None:
+        """`queue_wait(path)`: wait for the daemon to have the built path on every target
+        (ahead of its backlog, showing progress) before each target's cache is asked."""
         super().__init__(ctx)
         self.targets = tuple(targets)
-        self._total = 1 + STEPS_PER_TARGET * len(self.targets)
+        self.queue_wait = queue_wait
+        self._total = 1 + (queue_wait is not None) + STEPS_PER_TARGET * len(self.targets)
         self._done = 0
 
     def run(self) -> Built:
@@ -37,6 +42,9 @@ class Procedure(Steps):
             raise VerifyFailed("setup", "the config has no targets to verify")
         built = self._step("build", "build a fresh derivation", self.build)
         self.ctx.write(f"      {built.path}\n")
+        if self.queue_wait is not None:
+            self._step("queue", "wait until the queue has uploaded it",
+                       partial(self.queue_wait, built.path), block=True)
         for t in self.targets:
             self._step("push", f"wait until {t.name} has it", partial(self.wait_pushed, t, built))
             self._step("signature", f"check the signature with {t.name}'s public key",
@@ -47,19 +55,24 @@ class Procedure(Steps):
             self._step("compare", "compare the content", partial(self.compare, built))
         return built
 
-    def _step(self, name: str, label: str, action: Callable[[], T]) -> T:
+    def _step(self, name: str, label: str, action: Callable[[], T], *,
+              block: bool = False) -> T:
+        """`block`: the action prints lines of its own (progress), so the label gets a line
+        of its own and is repeated before the outcome."""
         self._done += 1
-        self.ctx.write(f"[{self._done}/{self._total}] {label} ... ")
+        head = f"[{self._done}/{self._total}] {label} ..."
+        self.ctx.write(f"{head}\n" if block else f"{head} ")
+        outcome = f"{head} " if block else ""
         started = time.monotonic()
         try:
             result = action()
         except VerifyFailed:
-            self.ctx.write(f"FAILED ({time.monotonic() - started:.2f} s)\n")
+            self.ctx.write(f"{outcome}FAILED ({time.monotonic() - started:.2f} s)\n")
             raise
         except Exception as exc:
-            self.ctx.write(f"FAILED ({time.monotonic() - started:.2f} s)\n")
+            self.ctx.write(f"{outcome}FAILED ({time.monotonic() - started:.2f} s)\n")
             raise VerifyFailed(name, f"{type(exc).__name__}: {exc}") from exc
-        self.ctx.write(f"ok ({time.monotonic() - started:.2f} s)\n")
+        self.ctx.write(f"{outcome}ok ({time.monotonic() - started:.2f} s)\n")
         return result
 
 
@@ -77,6 +90,24 @@ def daemon_view(client: ControlClient, target: str) -> str:
         return f"the daemon has no target {target!r}"
     return (f"pending {stats.pending}, in flight {stats.inflight}, done {stats.done}, "
             f"dead {stats.dead}, last error: {stats.last_error or '-'}")
+
+
+def queue_waiter(client: ControlClient, targets: Sequence[Target], env: Mapping[str, str],
+                 timeout: float) -> Callable[[str], object]:
+    """Procedure's `queue_wait`: the daemon's `progress` op for the built path on the
+    verified targets, prioritized, with a progress view on stderr."""
+    def wait(path: str) -> object:
+        from ..client.progressview import from_paths, open_view
+        from ..client.waitpaths import wait_paths
+
+        view = open_view(sys.stderr, "verify", env)
+        try:
+            return wait_paths(client, [path], timeout=timeout, targets={t.name for t in targets},
+                              on_poll=lambda r: view.update(
+                                  [from_paths(n, p) for n, p in sorted(r.targets.items())]))
+        finally:
+            view.close()
+    return wait
 
 
 def run_with_config(config: Config, names: Sequence[str], env: Mapping[str, str], *,
@@ -100,4 +131,4 @@ def run_with_config(config: Config, names: Sequence[str], env: Mapping[str, str]
     ctx = Context(env=env, timeout=timeout, write=write, nix_bin_dir=config.nix.nix_bin_dir,
                   enqueue=None if hooked else lambda paths: client.enqueue(paths, "push"),
                   diagnose=lambda name: daemon_view(client, name))
-    Procedure(ctx, targets).run()
+    Procedure(ctx, targets, queue_waiter(client, targets, env, timeout)).run()
