@@ -1,8 +1,10 @@
-"""The cache is down while the builder builds: builds succeed at once, and every path
-arrives once the cache is back."""
+"""The cache is down while the builder builds: builds succeed at once, a garbage collection
+with the uploads pending deletes none of them (the queue roots them, docs/gc-roots.md), and
+every path arrives once the cache is back."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from . import steps
@@ -17,6 +19,7 @@ class Params:
     build: str = "nix-build --no-out-link"
     count: int = 3
     timeout: int = 900
+    collect: str = "nix-collect-garbage"
 
 
 def run(builder: Machine, cache: Machine, p: Params,
@@ -28,6 +31,10 @@ def run(builder: Machine, cache: Machine, p: Params,
         cache.shutdown()
     with subtest("builds succeed while the cache is unreachable"):
         built = [steps.build(builder, p.build, f"npq-outage-{i}") for i in range(p.count)]
+    with subtest("a garbage collection while the uploads are pending keeps every path"):
+        builder.succeed(p.collect)
+        for item in built:
+            builder.succeed(f"test -e {shlex.quote(item.path)}")
     with subtest("the cache comes back"):
         cache.start()
         cache.wait_for_unit(p.cache_unit)
