@@ -48,6 +48,9 @@ def test_push_wait_returns_for_its_paths_while_the_queue_stays_busy(
     # Plain `wait` still means the whole queue: the stuck row holds it up.
     plain = d.cli("wait", "--timeout", "2", check=False, timeout=60)
     assert plain.returncode == 9, plain.stderr
+    # Whole-queue progress: counted from the first poll, the stuck row's bytes left.
+    assert re.search(r"^wait: \[0s\] local: 0/1 paths, ", plain.stderr, re.M), plain.stderr
+    assert re.search(r"^wait: local: 0/1 paths in \d+s, 0 dead$", plain.stderr, re.M)
     # And `wait --paths` on what is done returns at once.
     again = d.cli("wait", "--paths", str(mine), "--timeout", "30", timeout=60)
     assert "1 path(s) on every target" in again.stdout
