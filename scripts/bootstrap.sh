@@ -24,6 +24,8 @@ NPQ_APT_PACKAGES=(
   "debootstrap:debootstrap"
   "e2fsprogs:mke2fs"
   # The monitoring test (tests/integration/test_monitoring.py): a real Prometheus and promtool.
+  # On a host running systemd, Debian's package also enables its own prometheus.service
+  # (:9090); the test never uses it and runs its own on a free port.
   "prometheus:promtool"
 )
 
