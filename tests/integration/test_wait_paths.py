@@ -178,3 +178,14 @@ def test_wait_paths_names_a_path_lost_to_garbage_collection(
     assert (f"  local: {lost}: gone: left the local store before its upload "
             "(garbage-collected) after the GC roots cap released it") in proc.stderr
     assert d.rows()[str(kept)][0] == "done"
+
+
+def test_push_wait_counts_excluded_paths_as_settled(npq_daemon_factory: Factory) -> None:
+    d = npq_daemon_factory(hook=False, filters={"exclude": ["skip*"]})
+    d.start()
+    nonce = uuid.uuid4().hex
+    skipme, kept = d.build("skipme", nonce), d.build("kept", nonce)
+    proc = d.cli("push", "--wait", "--timeout", "60", str(skipme), str(kept), timeout=120)
+    assert ("2 path(s) on every target (local); 1 of them excluded by filters.exclude"
+            in proc.stdout)
+    assert str(skipme) not in d.rows() and d.rows()[str(kept)][0] == "done"

@@ -79,4 +79,7 @@ def wait_for_paths(client: ControlClient, paths: Sequence[str], timeout: float |
     finally:
         view.close()
     names = ", ".join(sorted(reply.targets)) or "no target"
-    print(f"{len(set(paths))} path(s) on every target ({names})")
+    # The same paths are excluded for every target (the filters are the daemon's).
+    excluded = max((p.excluded for p in reply.targets.values()), default=0)
+    note = f"; {excluded} of them excluded by filters.exclude" if excluded else ""
+    print(f"{len(set(paths))} path(s) on every target ({names}){note}")
