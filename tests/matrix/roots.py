@@ -28,13 +28,14 @@ CACHE = Path(os.environ.get("NPQ_MATRIX_CACHE", "/var/cache/nix-push-queue-matri
 MIRROR = "http://deb.debian.org/debian"
 # Nix and the project's Python; then what the host gets from scripts/bootstrap.sh (nginx, sshd,
 # systemd tools, ip, Prometheus, ...), since the tests that run Nix use those too, less the
-# packages only the QEMU VM tests need on the host.
+# packages only the QEMU VM tests need on the host (e2fsprogs stays: chattr; trixie has it no
+# longer in minbase).
 BASE_PACKAGES: tuple[str, ...] = (
     "nix-bin", "libdbi-perl", "python3", "python3-venv", "ca-certificates", "curl", "git",
     "xz-utils",
 )
 BOOTSTRAP = Path(__file__).resolve().parents[2] / "scripts/bootstrap.sh"
-HOST_ONLY = frozenset({"qemu-system-x86", "qemu-utils", "debootstrap", "e2fsprogs"})
+HOST_ONLY = frozenset({"qemu-system-x86", "qemu-utils", "debootstrap"})
 
 
 def bootstrap_packages(script: Path = BOOTSTRAP) -> tuple[str, ...]:
