@@ -94,7 +94,13 @@ def _release_roots(options: GenerateOptions, dry_run: bool) -> None:
     if dry_run:
         print(f"would release {len(gcroots.list_roots(directory))} GC root(s) in {directory}")
         return
-    released = gcroots.remove_all(directory)
+    try:
+        released = gcroots.remove_all(directory)
+    except OSError as exc:
+        from ..errors import OutputError
+
+        raise OutputError(f"cannot release the GC roots in {directory}: {exc.strerror}; "
+                          f"remove that directory by hand (as root)") from exc
     print(f"released {released} GC root(s) in {directory}")
 
 
