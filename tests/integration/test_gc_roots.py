@@ -160,3 +160,18 @@ def test_uninstall_leaves_no_roots(nix: IsolatedNix, tmp_path: Path) -> None:
     assert not (nix.state_dir / "gcroots/nix-push-queue").exists()
     collect(nix)
     assert not any(p.exists() for p in paths), "something still roots the queued paths"
+
+
+def test_age_cap_releases_roots_older_than_max_age(npq_daemon_factory: Any,
+                                                   down_cache: DownCache) -> None:
+    d: DaemonHarness = npq_daemon_factory(
+        cache=down_cache.spec, queue={**OUTAGE, "gc_roots": {"max_age": 2, "max_bytes": None}})
+    d.start()
+    paths = build(d, "aged", 3)
+    eventually(lambda: status_totals(d)["released"] == 3, what="roots released by age")
+    assert not root_names(d.nix)
+    assert d.log_text().count("past gc_roots.max_age 2 s") == 3
+    collect(d.nix)
+    down_cache.up()
+    assert d.cli("wait", "--timeout", "120", check=False).returncode == 13
+    assert sorted(p for p, _, released in lost(d) if released) == sorted(map(str, paths))
