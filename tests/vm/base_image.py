@@ -1,9 +1,10 @@
-"""The base layer of the test VM: Debian bookworm from debootstrap, as a raw ext4 disk.
+"""The base layer of the test VM: a Debian release from debootstrap, as a raw ext4 disk.
 
-Built without loop mounts (debootstrap into a directory, `mke2fs -d` from it) and cached under
-a key that hashes everything that goes into it: the package list, the suite and mirror, this
-module's source and the guest files. The project is not in this layer (see image.py), so a code
-change does not redo debootstrap.
+One layer per suite (Debian 12 bookworm, Debian 13 trixie), so the install guide is proven on
+each. Built without loop mounts (debootstrap into a directory, `mke2fs -d` from it) and cached
+under a key that hashes everything that goes into it: the suite, the package list and mirror,
+this module's source and the guest files. The project is not in this layer (see image.py), so a
+code change does not redo debootstrap.
 """
 
 from __future__ import annotations
@@ -14,16 +15,30 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .cache import Cache, ImageError, atomic_dir, run_tool
 
 log = logging.getLogger(__name__)
 
-SUITE = "bookworm"
+SuiteName = Literal["bookworm", "trixie"]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: SuiteName  # the debootstrap suite, also the pytest id
+    release: str  # Debian's version number, for people
+    python: str  # the guest's python3 (X.Y): the wheels it installs are built for it
+
+
+SUITES: dict[SuiteName, Suite] = {
+    "bookworm": Suite("bookworm", "12", "3.11"),
+    "trixie": Suite("trixie", "13", "3.13"),
+}
 MIRROR = "http://deb.debian.org/debian"
 # linux-image-cloud-amd64: the VM flavour boots faster than the generic kernel.
 # libdbi-perl: nix-bin's libdbd-sqlite3-perl needs the virtual perl-dbdabi-94, which
-# debootstrap's resolver cannot satisfy by itself.
+# debootstrap's resolver cannot satisfy by itself. The names are the same in bookworm and trixie.
 PACKAGES: tuple[str, ...] = (
     "systemd", "systemd-sysv", "udev", "kmod", "dbus", "procps", "iproute2",
     "linux-image-cloud-amd64", "initramfs-tools",
@@ -45,14 +60,15 @@ MASKED = (
 @dataclass(frozen=True)
 class BaseImage:
     key: str
+    suite: Suite
     disk: Path  # raw ext4, read-only from here on: VMs run on qcow2 overlays
     kernel: Path
     initrd: Path
 
 
-def base_key() -> str:
+def base_key(suite: Suite) -> str:
     h = hashlib.sha256()
-    for part in (SUITE, MIRROR, DISK_SIZE, USER, *PACKAGES, *MASKED):
+    for part in (suite.name, suite.python, MIRROR, DISK_SIZE, USER, *PACKAGES, *MASKED):
         h.update(part.encode() + b"\0")
     h.update(Path(__file__).read_bytes())
     for f in sorted(GUEST.iterdir()):
@@ -61,24 +77,25 @@ def base_key() -> str:
     return h.hexdigest()[:16]
 
 
-def ensure_base(cache: Cache) -> BaseImage:
-    key = base_key()
+def ensure_base(cache: Cache, suite: Suite) -> BaseImage:
+    key = base_key(suite)
+    # One lock for every suite: two debootstraps at once only slow each other down.
     with cache.lock("base"):
-        final = cache.root / f"base-{key}"
+        final = cache.root / f"base-{suite.name}-{key}"
         if not (final / "disk.raw").exists():
-            log.info("building base image %s (debootstrap %s)", key, SUITE)
+            log.info("building base image %s (debootstrap %s)", key, suite.name)
             with atomic_dir(final) as tmp:
-                _build(tmp, cache.root / "debs")
+                _build(tmp, suite, cache.root / "debs")
         cache.touch(final)
-        cache.prune("base-", keep=final)
-    return BaseImage(key, final / "disk.raw", final / "vmlinuz", final / "initrd.img")
+        cache.prune(f"base-{suite.name}-", keep=final)
+    return BaseImage(key, suite, final / "disk.raw", final / "vmlinuz", final / "initrd.img")
 
 
-def _build(out: Path, debs: Path) -> None:
+def _build(out: Path, suite: Suite, debs: Path) -> None:
     root = out / "root"
     debs.mkdir(parents=True, exist_ok=True)
     argv = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-            f"--include={','.join(PACKAGES)}", SUITE, str(root), MIRROR]
+            f"--include={','.join(PACKAGES)}", suite.name, str(root), MIRROR]
     try:
         run_tool(argv, timeout=1800)
     except ImageError as exc:

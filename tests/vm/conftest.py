@@ -3,6 +3,9 @@
 The image cache lives in $NPQ_VM_CACHE, else $XDG_CACHE_HOME/nix-push-queue-vm, else
 /var/cache/nix-push-queue-vm (root) or ~/.cache/nix-push-queue-vm. Timings (image builds,
 boots) are printed at the end of the run.
+
+Every test that takes a machine runs once per Debian suite (ids `bookworm`, `trixie`; pick one
+with `-k trixie`); a test decorated with `only_on(...)` runs on the suites it names.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from .base_image import ensure_base
+from .base_image import SUITES, Suite, SuiteName, ensure_base
 from .cache import Cache
 from .image import ProjectImage, ensure_project, overlay
 from .qemu import Machine
@@ -24,6 +28,28 @@ from .spec import Drive, VmSpec
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mke2fs", "chroot")
 TIMINGS: list[tuple[str, float]] = []
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def only_on(*suites: SuiteName) -> Callable[[F], F]:
+    """Run a test on these suites only: for what does not depend on the Debian release."""
+    def mark(test: F) -> F:
+        setattr(test, "vm_suites", suites)  # noqa: B010 (a function attribute, not a field)
+        return test
+    return mark
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "vm_suite" in metafunc.fixturenames:
+        names = getattr(metafunc.function, "vm_suites", tuple(SUITES))
+        # Session scope: pytest then runs every test of one suite before booting the next.
+        metafunc.parametrize("vm_suite", names, indirect=True, scope="session", ids=str)
+
+
+@pytest.fixture(scope="session")
+def vm_suite(request: pytest.FixtureRequest) -> Suite:
+    name: SuiteName = request.param
+    return SUITES[name]
 
 
 def _cache_root() -> Path:
@@ -41,7 +67,7 @@ def _which(tool: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def vm_image() -> ProjectImage:
+def vm_image(vm_suite: Suite) -> ProjectImage:
     missing = [t for t in TOOLS if not _which(t)]
     if missing:
         pytest.fail(f"missing {', '.join(missing)}; run scripts/test, which installs them")
@@ -49,10 +75,12 @@ def vm_image() -> ProjectImage:
         pytest.fail("building the VM image needs root (debootstrap, chroot)")
     cache = Cache(_cache_root())
     started = time.monotonic()
-    base = ensure_base(cache)
-    TIMINGS.append(("base layer (debootstrap; 0 = cached)", time.monotonic() - started))
+    base = ensure_base(cache, vm_suite)
+    TIMINGS.append((f"{vm_suite.name}: base layer (debootstrap; ~0 = cached)",
+                    time.monotonic() - started))
     project = ensure_project(cache, base, REPO)
-    TIMINGS.append(("project layer (wheels + install step)", project.build_seconds or 0.0))
+    TIMINGS.append((f"{vm_suite.name}: project layer (wheels + install step; 0 = cached)",
+                    project.build_seconds or 0.0))
     return project
 
 
@@ -74,7 +102,8 @@ class VmPool:
 
     def release(self) -> None:
         for vm in self.machines:
-            TIMINGS.extend((f"boot of {vm.name}", s) for s in vm.boot_seconds)
+            TIMINGS.extend((f"{self.image.base.suite.name}: boot of {vm.name}", s)
+                           for s in vm.boot_seconds)
             vm.release()
 
 

@@ -1,6 +1,8 @@
-"""The install guide's tested steps: the VM runs docs/non-nixos.md's shell blocks as written.
+"""The install guide's tested steps: docs/non-nixos.md's shell blocks, run as written.
 
-A block is marked by an HTML comment on the line before its fence:
+A block is marked by an HTML comment on the line before its fence: `vm-step` blocks run as
+root inside the VM, `host-step` blocks on the machine that builds the image (the guide's
+"machine with network access"):
 
     <!-- vm-step: NAME -->
     ```sh
@@ -14,7 +16,7 @@ import re
 from pathlib import Path
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "non-nixos.md"
-_STEP = re.compile(r"^<!-- vm-step: ([a-z-]+) -->\n```sh\n(.*?)^```$", re.M | re.S)
+_STEP = re.compile(r"^<!-- (?:vm|host)-step: ([a-z-]+) -->\n```sh\n(.*?)^```$", re.M | re.S)
 
 
 class GuideError(Exception):
@@ -29,5 +31,6 @@ def step(name: str, guide: Path = GUIDE) -> str:
     """The step's shell text, run with `set -eux` so any failing line fails the step."""
     found = steps(guide)
     if name not in found:
-        raise GuideError(f"{guide}: no `<!-- vm-step: {name} -->` block (have {sorted(found)})")
+        raise GuideError(f"{guide}: no `<!-- vm-step: {name} -->` or `host-step` block "
+                         f"(have {sorted(found)})")
     return "set -eux -o pipefail\n" + found[name]

@@ -1,8 +1,10 @@
-"""nix-push-queue on a non-NixOS host, for real: a Debian 12 VM under QEMU with systemd as
-PID 1, Debian's nix-bin (multi-user: the hook runs as root from the nix-daemon), the project
-installed and configured by the install guide's own steps (docs/non-nixos.md).
+"""nix-push-queue on a non-NixOS host, for real: a Debian VM under QEMU with systemd as PID 1,
+Debian's nix-bin (multi-user: the hook runs as root from the nix-daemon), the project installed
+and configured by the install guide's own steps (docs/non-nixos.md). Every test runs on Debian
+12 (bookworm, Nix 2.8, Python 3.11) and Debian 13 (trixie, Nix 2.26, Python 3.13): ids
+`[bookworm]` and `[trixie]`.
 
-One machine is installed once per module and shared by the scenarios that leave it installed;
+One machine per suite is installed once and shared by the scenarios that leave it installed;
 uninstall gets a machine of its own.
 """
 
