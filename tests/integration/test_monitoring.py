@@ -171,7 +171,8 @@ def test_dead_letter_alert_fires_and_clears_against_real_prometheus(
     dead_at = time.monotonic()
     wait_until(lambda: alert_state(prom, "NixPushQueueDeadLetters") == "pending", "pending", 60)
     pending_at = time.monotonic()
-    wait_until(lambda: alert_state(prom, "NixPushQueueDeadLetters") == "firing", "firing", 60)
+    wait_until(lambda: alert_state(prom, "NixPushQueueDeadLetters") == "firing", "firing",
+               FOR_SECONDS + 60)
     fired_at = time.monotonic()
     alert = prom.alerts("NixPushQueueDeadLetters")[0]
     assert alert["labels"] == {"alertname": "NixPushQueueDeadLetters", "severity": "warning",
@@ -189,7 +190,8 @@ def test_dead_letter_alert_fires_and_clears_against_real_prometheus(
 
     d.stop()
     stopped_at = time.monotonic()
-    wait_until(lambda: alert_state(prom, "NixPushQueueDown") == "firing", "daemon down", 60)
+    wait_until(lambda: alert_state(prom, "NixPushQueueDown") == "firing", "daemon down",
+               FOR_SECONDS + 60)
     down_at = time.monotonic()
     assert prom.alerts("NixPushQueueDown")[0]["labels"]["instance"] == listen
     assert FOR_SECONDS <= down_at - stopped_at <= FOR_SECONDS + LAG_ALLOWED
