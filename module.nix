@@ -211,12 +211,10 @@ in
       nix.settings.trusted-users = mkIf signsLocally [ daemonUser ];
     })
 
-    # GC roots of queued paths (docs/gc-roots.md): the generated tmpfiles rule makes the
-    # directory (and sets its owner and mode: the hook may have made it first) before every
-    # start; a DynamicUser daemon writes it through the static group nix-push-queue.
+    # GC roots of queued paths (docs/gc-roots.md): the packaged unit's ExecStartPre applies
+    # the generated tmpfiles rule (the directory, its owner and mode: the hook may have made
+    # it first) before every start; a DynamicUser daemon writes it through this static group.
     (mkIf (hasTargets && filled.queue.gc_roots.enable) {
-      systemd.services.nix-push-queue.serviceConfig.ExecStartPre =
-        "+${config.systemd.package}/bin/systemd-tmpfiles --create ${generated}/${layout.tmpfiles}";
       users.groups = mkIf (filled.service.user == null) { nix-push-queue = { }; };
     })
   ]);

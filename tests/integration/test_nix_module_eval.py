@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from nix_push_queue.config import load_document
+from nix_push_queue.generate import GenerateOptions, generate
 from nix_push_queue.nix.isolated import IsolatedNix
 
 pytestmark = pytest.mark.integration
@@ -218,8 +220,13 @@ def test_service_user_the_module_owns(nix: IsolatedNix) -> None:
 def test_gc_roots_directory_before_every_start_and_its_group(nix: IsolatedNix) -> None:
     got = system(nix, npq(f"{{ targets = {TARGET}; }}"))
     assert "nix-push-queue" in got["groups"]  # the DynamicUser's supplementary group
-    pre = got["execStartPre"]
-    assert pre.startswith("+") and "/bin/systemd-tmpfiles --create " in pre
-    assert pre.endswith("-nix-push-queue-generated/lib/tmpfiles.d/nix-push-queue.conf")
+    # The packaged unit applies the tmpfiles rule; the module's drop-in adds no ExecStartPre.
+    assert got["execStartPre"] is None
+    out = "/nix/store/" + "0" * 32 + "-nix-push-queue-generated"
+    doc = {"targets": [{"name": "a", "url": "file:///srv/cache"}]}
+    unit = generate(load_document(doc), GenerateOptions(flavor="nixos", prefix=out))[
+        "lib/systemd/system/nix-push-queue.service"]
+    assert ("ExecStartPre=+/run/current-system/sw/bin/systemd-tmpfiles --create "
+            f"{out}/lib/tmpfiles.d/nix-push-queue.conf") in unit.splitlines()
     off = system(nix, npq(f"{{ targets = {TARGET}; queue.gc_roots.enable = false; }}"))
     assert off["execStartPre"] is None and "nix-push-queue" not in off["groups"]

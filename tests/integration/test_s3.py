@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.s3host import S3Server
 
 from nix_push_queue.nix import stores
 from nix_push_queue.nix.isolated import IsolatedNix
@@ -32,7 +33,6 @@ from tests.fixtures.local_machine import (
     install,
     machine_env,
 )
-from tests.fixtures.s3 import S3Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "vm-tests"))
 

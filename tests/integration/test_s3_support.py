@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.s3host import S3Server
 
 from nix_push_queue.daemon.store import QueueStore
 from nix_push_queue.nix import stores
 from nix_push_queue.nix.isolated import IsolatedNix
 from tests.fixtures.daemon import DaemonHarness
-from tests.fixtures.s3 import S3Server
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

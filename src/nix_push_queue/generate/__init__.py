@@ -45,6 +45,7 @@ UNIT_DIRS: dict[Flavor, str] = {
 }
 # tmpfiles.d and sysusers.d: /etc for the admin's files, /lib (NixOS: from packages).
 CONF_DIRS: dict[Flavor, str] = {"debian": "etc", "nixos": "lib"}
+SYSTEMD_TOOLS: dict[Flavor, str] = {"debian": "", "nixos": "/run/current-system/sw/bin/"}
 TMPFILES = "tmpfiles.d/nix-push-queue.conf"
 SYSUSERS = "sysusers.d/nix-push-queue.conf"
 SOCKET_UNIT = "nix-push-queue.socket"
@@ -133,10 +134,12 @@ def generate_files(config: Config, options: GenerateOptions) -> tuple[GeneratedF
         return tuple(files)
     if config.hook.enable:
         files.append(GeneratedFile(HOOK, _render("post-build-hook.j2", units["hook"]), 0o755))
-    if roots is not None and options.flavor == "debian":
+    if roots is not None:
         # The roots directory with its owner and mode before every start, even if the admin
-        # skipped the guide's step or the hook made it first (NixOS: the module does this).
-        units[SERVICE_UNIT]["exec_start_pre"] = _roots_setup(options, roots["sysusers"], check)
+        # skipped the guide's step or the hook made it first. NixOS declares the group in
+        # the module (users.groups), so no sysusers there.
+        units[SERVICE_UNIT]["exec_start_pre"] = _roots_setup(
+            options, roots["sysusers"] and options.flavor == "debian", check)
     unit_dir = UNIT_DIRS[options.flavor]
     for unit in (SOCKET_UNIT, SERVICE_UNIT):
         text = _render(f"{unit}.j2", units[unit])
@@ -155,11 +158,16 @@ def generate_files(config: Config, options: GenerateOptions) -> tuple[GeneratedF
 
 
 def _roots_setup(options: GenerateOptions, sysusers: bool, check: Checker) -> list[str]:
-    tmpfiles = check.use("--prefix", options.installed(f"etc/{TMPFILES}"), escape.sd_exec)
-    commands = [f"systemd-tmpfiles --create {escape.sd_exec(tmpfiles)}"]
+    # systemd finds bare program names on Debian's fixed search path; NixOS has its tools
+    # only in the system profile.
+    tools = SYSTEMD_TOOLS[options.flavor]
+    conf_dir = CONF_DIRS[options.flavor]
+    tmpfiles = check.use("--prefix", options.installed(f"{conf_dir}/{TMPFILES}"), escape.sd_exec)
+    commands = [f"{tools}systemd-tmpfiles --create {escape.sd_exec(tmpfiles)}"]
     if sysusers:
-        path = check.use("--prefix", options.installed(f"etc/{SYSUSERS}"), escape.sd_exec)
-        commands.insert(0, f"systemd-sysusers {escape.sd_exec(path)}")
+        path = check.use("--prefix", options.installed(f"{conf_dir}/{SYSUSERS}"),
+                         escape.sd_exec)
+        commands.insert(0, f"{tools}systemd-sysusers {escape.sd_exec(path)}")
     return commands
 
 
