@@ -24,7 +24,7 @@ from pathlib import Path
 from . import doc
 from .base_image import BaseImage
 from .cache import Cache, ImageError, atomic_dir, run_tool
-from .qemu import Machine
+from .qemu import Machine, MachineError
 from .spec import Drive, VmSpec
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,9 @@ def _build(out: Path, base: BaseImage, repo: Path) -> None:
         machine.succeed(f"cd {WHEEL_MOUNT} && {doc.step('install')}", timeout=1200)
         machine.succeed(f"umount {WHEEL_MOUNT} && rmdir {WHEEL_MOUNT}")
         machine.shutdown()
+    except (MachineError, ImageError):
+        _keep_log(machine, out.parent / f"install-{base.suite.name}-console.log")
+        raise
     finally:
         machine.release()
     for scratch in (wheel_root, wheels_img, out / "src"):
@@ -113,6 +116,13 @@ def _build(out: Path, base: BaseImage, repo: Path) -> None:
             shutil.rmtree(scratch)
         else:
             scratch.unlink()
+
+
+def _keep_log(machine: Machine, dest: Path) -> None:
+    """The scratch directory goes away with a failed build: keep the whole console."""
+    if machine.console_log.exists():
+        shutil.copy2(machine.console_log, dest)
+        log.error("install VM console kept in %s", dest)
 
 
 def _check_python(machine: Machine, expected: str) -> None:
