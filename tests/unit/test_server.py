@@ -250,6 +250,27 @@ def test_inherited_socket_must_be_unix_stream(sock_dir: Path) -> None:
         unix.close()
 
 
+def test_closing_leaves_an_inherited_socket_file(store: QueueStore, sock_dir: Path) -> None:
+    """systemd owns the socket it passes: Python 3.13+'s unix server would unlink it on close
+    unless told not to, and the .socket unit could not start the daemon again."""
+    path = sock_dir / "activated.sock"
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(path))
+    unix.listen()
+
+    async def main() -> None:
+        server = Server(Intake(store, STORE, ("a",), (), time.time), notify=lambda: None)
+        await server.start(inherited_socket(unix.detach()))
+        client = Client(*await asyncio.open_unix_connection(str(path)))
+        assert (await client.req(op="ping"))["ok"] is True
+        client.close()
+        await client.writer.wait_closed()
+        await server.close()
+
+    asyncio.run(main())
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
 def test_buffer_budget_closes_the_greediest_and_is_released(
         store: QueueStore, sock_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     budget = 256 << 10

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sys
 from collections.abc import Callable
 
 from ..wire.protocol import ErrorReply, SpoolStats, encode
@@ -63,8 +64,15 @@ class Server:
         def protocol() -> asyncio.StreamReaderProtocol:
             return asyncio.StreamReaderProtocol(CountingReader(CHUNK), self._connection)
 
-        self._server = await loop.create_unix_server(protocol, sock=sock,
-                                                     backlog=socket.SOMAXCONN)
+        # The socket file is not the server's to remove: systemd owns an inherited one, and
+        # the daemon unlinks its own (listen.unlink_socket, once uploads have stopped).
+        # Python 3.13+ would otherwise unlink either when the server closes.
+        if sys.version_info >= (3, 13):
+            self._server = await loop.create_unix_server(
+                protocol, sock=sock, backlog=socket.SOMAXCONN, cleanup_socket=False)
+        else:
+            self._server = await loop.create_unix_server(protocol, sock=sock,
+                                                         backlog=socket.SOMAXCONN)
 
     async def close(self) -> None:
         """Stop accepting; drop idle connections; let requests being handled finish."""
