@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nix_push_queue.client import hook
 from nix_push_queue.errors import ProtocolError
 from nix_push_queue.wire import framing, protocol
 from nix_push_queue.wire.protocol import (
@@ -130,6 +131,37 @@ def test_size_limits() -> None:
         encode(EnqueueRequest(tuple("/nix/store/" + "x" * 200 for _ in range(6000))))
 
 
+def _nested(depth: int, inner: str = "1") -> bytes:
+    """A status request whose unknown field `x` makes the message `depth` levels deep."""
+    body = '{"a":' * (depth - 2) + inner + "}" * (depth - 2)
+    return f'{{"v":1,"op":"status","x":[{body}]}}'.encode()
+
+
+def test_nesting_is_limited_whatever_the_python() -> None:
+    """Python 3.14's json parses any depth (3.11 and 3.13 raised RecursionError at about
+    20,000 levels): the decoder sets its own limit, so the same line gets the same answer."""
+    assert decode_request(_nested(framing.MAX_DEPTH)) == StatusRequest()
+    for depth in (framing.MAX_DEPTH + 1, 5_000, 50_000):
+        with pytest.raises(ProtocolError) as info:
+            decode_request(_nested(depth))
+        assert info.value.code == "bad_request" and "nested deeper" in str(info.value)
+    with pytest.raises(ProtocolError) as info:
+        decode_reply(b'{"v":1,"ok":true,"x":' + b"[" * 30_000 + b"]" * 30_000 + b"}", "ping")
+    assert info.value.code == "bad_request"
+    # Brackets inside strings are text, escaped quotes and backslashes included.
+    for text in ("[" * 100, '\\"' + "{" * 100, '\\\\' + "[" * 100):
+        assert decode_request(_nested(framing.MAX_DEPTH, json.dumps(text))) == StatusRequest()
+    with pytest.raises(ProtocolError, match="nested deeper"):
+        decode_request(_nested(framing.MAX_DEPTH + 1, json.dumps("\\")))
+
+
+def test_hook_refuses_a_deep_reply() -> None:
+    ok = b'{"v":1,"ok":true,"queued":1,"skipped":0}'
+    hook._check_reply(ok)
+    with pytest.raises(ValueError, match="nested deeper"):
+        hook._check_reply(ok[:-1] + b',"x":' + b"[" * 20_000 + b"]" * 20_000 + b"}")
+
+
 @pytest.mark.parametrize(
     ("line", "op"),
     [
@@ -203,3 +235,17 @@ def test_decode_never_raises_anything_but_protocol_error(line: bytes) -> None:
 def test_decode_reply_never_raises_anything_but_protocol_error(line: bytes, op: str) -> None:
     with contextlib.suppress(ProtocolError):
         decode_reply(line, op)  # type: ignore[arg-type]
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@given(json_values, st.integers(0, 6), st.booleans())
+def test_too_deep_counts_as_the_parser_nests(value: object, limit: int, ascii_: bool) -> None:
+    line = json.dumps(value, ensure_ascii=ascii_).encode()
+    assert framing.too_deep(line, limit) == (_depth(value) > limit)

@@ -217,6 +217,8 @@ def build_outputs(out_paths: str, drv_path: str, settings: Settings, deadline: f
 
 
 def _check_reply(line: bytes) -> None:
+    if framing.too_deep(line):  # as the daemon checks requests, whatever the Python
+        raise ValueError(f"reply nested deeper than {framing.MAX_DEPTH} levels")
     reply = framing.loads(line.decode("utf-8"))
     if not isinstance(reply, dict) or reply.get("v") != framing.VERSION:
         raise ValueError(f"unexpected reply {line[:200]!r}")

@@ -15,10 +15,11 @@ from typing import Any, Literal, get_args
 
 from ..errors import ProtocolError
 from . import progress
-from .framing import MAX_LINE, MAX_PATHS, VERSION
+from .framing import MAX_DEPTH, MAX_LINE, MAX_PATHS, VERSION, too_deep
 from .progress import ProgressReply, ProgressRequest
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_LINE",
     "MAX_PATHS",
     "VERSION",
@@ -231,6 +232,8 @@ def _load(line: bytes) -> dict[str, Any]:
         text = text[:-1]
     if "\n" in text:
         raise ProtocolError("more than one line in a message")
+    if too_deep(line):
+        raise ProtocolError(f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
         obj = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
