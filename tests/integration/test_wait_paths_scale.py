@@ -11,11 +11,11 @@ import re
 import sqlite3
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 
 import pytest
 
+from tests.faults.audit import add_paths
 from tests.fixtures.daemon import NPQ, DaemonHarness
 
 pytestmark = pytest.mark.integration
@@ -29,15 +29,9 @@ def test_push_wait_of_1000_paths_in_a_ci_log(npq_daemon_factory: Callable[..., D
                                              ) -> None:
     d = npq_daemon_factory(hook=False)
     d.start()
-    # One expression in a file: 1,000 derivations spelled out exceed the argument size limit.
-    expr = d.root / "ci.nix"
-    expr.write_text(
-        f'builtins.genList (i: derivation {{ name = "ci-${{toString i}}"; '
-        f'system = builtins.currentSystem; builder = "/bin/sh"; '
-        f'args = [ "-c" "echo {uuid.uuid4().hex} ${{toString i}} > $out" ]; }}) {PATHS}\n',
-        "utf-8")
-    built = d.nix.run(["nix-build", "--no-out-link", str(expr)], timeout=900)
-    paths = built.stdout.split()
+    # Real, fresh store paths made cheaply: nix-build of 1,000 derivations takes minutes on
+    # Nix 2.34, and the test measures the queue, not the builds.
+    paths = add_paths(d.nix, d.root, PATHS)
     assert len(paths) == PATHS
     started = time.time()
     proc = subprocess.run([NPQ, "push", "--wait", "--timeout", "900", *paths,
@@ -54,7 +48,10 @@ def test_push_wait_of_1000_paths_in_a_ci_log(npq_daemon_factory: Callable[..., D
 
     lines = proc.stderr.splitlines()
     progress = [x for x in lines if re.match(r"push: \[\d+[sm]", x)]
-    assert progress and progress[0].startswith(f"push: [0s] local: 0/{PATHS} paths")
+    # The first line comes at once and names the total; how many are done by then is the
+    # daemon's head start over the client's first poll (192 on a loaded machine).
+    first = re.match(rf"push: \[0s\] local: (\d+)/{PATHS} paths", progress[0] if progress else "")
+    assert first and int(first.group(1)) < PATHS, progress
     stamps = [int(m.group(1)) for x in progress
               if (m := re.match(r"push: \[(\d+)s\]", x))]
     # 5 s apart, each stamp rounded to the second
