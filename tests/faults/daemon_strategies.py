@@ -61,16 +61,37 @@ def spool_entries(paths: st.SearchStrategy[str], store_dir: str, canary: str
     )
 
 
+def to_bytes(text: str) -> bytes:
+    """A spool file's bytes for `text`: U+DC80..U+DCFF stand for raw bytes (surrogateescape,
+    as os.fsdecode makes them); any other lone surrogate, which surrogateescape cannot encode,
+    becomes its 3-byte ill-formed UTF-8, as a careless writer (CESU-8, Java) leaves it."""
+    out = bytearray()
+    for char in text:
+        code = ord(char)
+        lone = 0xD800 <= code <= 0xDFFF and not 0xDC80 <= code <= 0xDCFF
+        out += char.encode("utf-8", "surrogatepass" if lone else "surrogateescape")
+    return bytes(out)
+
+
 def make_entry(directory: Path, entry: SpoolEntry, serial: int) -> Path:
-    """Create `entry` in `directory` under a unique name; returns its path."""
+    """Create `entry` in `directory` under a unique name; returns its path. It is made under
+    a name the daemon does not read, then renamed into place, as the hook does: the running
+    daemon must never see a half-made entry (an empty file, say, where the file's lines are
+    still to come, which it rightly deletes)."""
     path = directory / f"{serial}-{entry.name}.spool"
+    part = directory / f".{serial}-{entry.name}.part"
+    _make(part, entry)
+    part.rename(path)
+    return path
+
+
+def _make(path: Path, entry: SpoolEntry) -> None:
     match entry.kind:
         case "file":
-            path.write_text("".join(f"{line}\n" for line in entry.lines), "utf-8",
-                            errors="surrogateescape")
+            path.write_bytes(to_bytes("".join(f"{line}\n" for line in entry.lines)))
         case "torn":  # good lines, hostile ones, and a last line without its newline
             text = "\n".join(entry.lines)
-            path.write_bytes(text.encode("utf-8", "surrogateescape"))
+            path.write_bytes(to_bytes(text))
         case "dir":
             path.mkdir()
             (path / "inside.spool").write_text("/not/ingested\n")
@@ -88,7 +109,6 @@ def make_entry(directory: Path, entry: SpoolEntry, serial: int) -> Path:
                 f.truncate((64 << 20) + 1)
         case "binary":
             path.write_bytes(bytes(range(256)) * 4)
-    return path
 
 
 @dataclass(frozen=True)
