@@ -8,6 +8,7 @@ files, however the hook's writes and the daemon's polls interleave.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -45,6 +46,33 @@ def top_level_spool(d: DaemonHarness) -> list[str]:
     return sorted(p.name for p in d.spool_dir.glob("*.spool"))
 
 
+def lost_paths(state_dir: Path) -> set[str]:
+    """Paths in the queue's `lost` table (read-only: the daemon is running)."""
+    conn = sqlite3.connect(f"file:{state_dir / 'queue.sqlite'}?mode=ro", uri=True, timeout=60)
+    try:
+        return {path for (path,) in conn.execute("SELECT path FROM lost")}
+    finally:
+        conn.close()
+
+
+def check_wait(d: DaemonHarness, expected: set[str], phantoms: set[str],
+               entries: list[DS.SpoolEntry]) -> None:
+    """`wait` drains the spool; exits 13 naming the count of lost paths, exactly `phantoms`,
+    while there are some, else 0; every other expected path is queued."""
+    run = wait_socket_only(d, 120)
+    context = (entries, run.stderr, d.log_text()[-3000:])
+    if phantoms:
+        assert run.returncode == 13, context
+        assert f"local: {len(phantoms)} gone (0 after the GC roots cap" in run.stderr, context
+    else:
+        assert run.returncode == 0, context
+    assert top_level_spool(d) == [], "wait passed with spool entries left"
+    assert lost_paths(d.state_dir) == phantoms, context
+    queued = {r.path for r in db_rows(d.state_dir)}
+    assert expected - phantoms <= queued, sorted(expected - phantoms - queued)
+    assert not queued & phantoms, sorted(queued & phantoms)
+
+
 def test_fuzzed_spool_entries(npq_daemon_factory: Any, tmp_path: Path) -> None:
     d: DaemonHarness = npq_daemon_factory(hook=False, queue={"batch_wait": 0.2})
     d.start()
@@ -52,6 +80,11 @@ def test_fuzzed_spool_entries(npq_daemon_factory: Any, tmp_path: Path) -> None:
     pool = add_paths(d.nix, tmp_path, 30)
     canary = str(tmp_path / "pwned")
     expected: set[str] = set()
+    # Well-formed store paths among a torn entry's hostile lines that were never in the
+    # store. The daemon queues them (a spooled line is a build's output), finds them absent at
+    # upload, and cannot tell them from garbage-collected paths: lost, and `wait` exits 13
+    # (PathsLost) from then on, as a CI job must fail when a build never reached its cache.
+    phantoms: set[str] = set()
     serial = [0]
     started = time.monotonic()
 
@@ -64,14 +97,23 @@ def test_fuzzed_spool_entries(npq_daemon_factory: Any, tmp_path: Path) -> None:
         for entry in entries:
             serial[0] += 1
             DS.make_entry(d.spool_dir, entry, serial[0])
-            expected.update(entry.queued_lines(lambda p: S.is_store_path(store, p)))
-        run = wait_socket_only(d, 120)
-        assert run.returncode == 0, (entries, run.stderr, d.log_text()[-3000:])
-        assert top_level_spool(d) == [], "wait passed with spool entries left"
-        queued = {r.path for r in db_rows(d.state_dir)}
-        assert expected <= queued, sorted(expected - queued)
+            lines = entry.queued_lines(lambda p: S.is_store_path(store, p))
+            expected.update(lines)
+            phantoms.update(lines.difference(pool))
+        check_wait(d, expected, phantoms, entries)
 
     one()
+    # However the draws fell: a never-built path among a torn entry's lines is lost, and
+    # `wait` passes again once a person acknowledges it with `drop`.
+    phantom = f"{store}/{'0' * 32}-never-built"
+    torn = DS.SpoolEntry("torn", "phantom", (phantom, pool[0], "tail"))
+    serial[0] += 1
+    DS.make_entry(d.spool_dir, torn, serial[0])
+    expected.update({phantom, pool[0]})
+    phantoms.add(phantom)
+    check_wait(d, expected, phantoms, [torn])
+    d.cli("drop", "--all")
+    check_wait(d, expected - phantoms, set(), [])
     assert d.running, d.log_text()[-3000:]
     status = json.loads(d.cli("status", "--json").stdout)
     aside = sorted(p.name for p in (d.spool_dir / "quarantine").iterdir())
@@ -84,7 +126,7 @@ def test_fuzzed_spool_entries(npq_daemon_factory: Any, tmp_path: Path) -> None:
     assert "Traceback" not in log
     assert not Path(canary).exists()
     print(f"measured: {serial[0]} spool entries, {len(aside)} quarantined, "
-          f"{len(expected)} distinct paths queued")
+          f"{len(expected)} distinct paths queued, {len(phantoms)} of them never in the store")
     FIGURES.record(Row("fuzz: spool entries", serial[0], len(expected), 0, 0, 0, 0,
                        time.monotonic() - started))
 
