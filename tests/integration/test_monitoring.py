@@ -28,7 +28,7 @@ import yaml
 
 from nix_push_queue.nix.isolated import IsolatedNix
 from tests.fixtures.daemon import DaemonHarness
-from tests.fixtures.nginx import free_port
+from tests.fixtures.processes import free_port
 from tests.fixtures.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
