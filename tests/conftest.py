@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = sorted(
     f"tests.fixtures.{p.stem}"
     for p in (Path(__file__).parent / "fixtures").glob("*.py")
-    if p.stem != "__init__"
+    if not p.stem.startswith("_")  # _helpers.py: plain modules the fixtures share
 )
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures._processes import free_port
 from tests.fixtures.daemon import DaemonHarness
-from tests.fixtures.processes import free_port
 
 from .audit import add_paths, audit, cached_paths, db_rows, row, run_hook
 from .figures import FIGURES

@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from nix_push_queue.nix.isolated import IsolatedNix
+from tests.fixtures._processes import free_port
 from tests.fixtures.daemon import DaemonHarness
-from tests.fixtures.processes import free_port
 from tests.fixtures.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
