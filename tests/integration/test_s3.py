@@ -43,23 +43,6 @@ REPO = Path(__file__).resolve().parents[2]
 MANUAL = REPO / "schema" / "examples" / "s3-manual.yaml"
 
 
-class S3Unit:
-    """The S3 server as the cache machine's unit: stop/kill cut its endpoint, start restores
-    it with the bucket as it was."""
-
-    def __init__(self, server: S3Server) -> None:
-        self.server = server
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def kill(self) -> None:
-        self.server.stop()
-
-
 @dataclass(frozen=True)
 class S3Builder:
     machine: LocalMachine  # its commands can read the bucket (AWS credentials in env)
