@@ -41,6 +41,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(2400)]
 
 # systemd-analyze rates 0 (locked down) to 10; "OK" ends at 3.9. Where we are: see the report.
 MAX_EXPOSURE = 3.0
+GC_ROOTS = "/nix/var/nix/gcroots/nix-push-queue"  # docs/gc-roots.md
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,40 @@ def test_power_loss_with_work_pending(debian: Machine) -> None:
         kill_daemon=f"systemctl kill --signal=SIGKILL {SERVICE}", build=USER_BUILD))
     assert debian.boot_id != boot_before
     assert len(built) == 4
+
+
+@only_on("trixie")
+def test_gc_keeps_queued_paths(debian: Machine) -> None:
+    """Issue 12 with the real collector: the daemon is down, a normal user builds 3 paths (the
+    hook spools them and roots each in GC_ROOTS), `nix-collect-garbage` keeps all 3 (and
+    deletes an unrooted control path, so the collection did run); once the daemon is back,
+    `wait` exits 0, the paths are in the cache and their roots are gone."""
+    vm = debian
+    vm.succeed("systemctl start nginx.service")  # `wait` covers every target
+    vm.succeed(f"systemctl stop {steps.SOCKET_UNIT} {SERVICE}")
+    built = [steps.build(vm, USER_BUILD, f"npq-gc-{i}") for i in range(3)]
+    for item in built:
+        link = f"{GC_ROOTS}/{item.path.removeprefix('/nix/store/')}"
+        assert vm.succeed(f"readlink {shlex.quote(link)}").strip() == item.path
+    control = vm.succeed("echo npq-gc-control $RANDOM$RANDOM > /tmp/npq-gc-control && "
+                         "nix-store --add /tmp/npq-gc-control").strip()
+    vm.succeed("nix-collect-garbage", timeout=600)
+    vm.fail(f"test -e {shlex.quote(control)}")
+    for item in built:
+        vm.succeed(f"test -e {shlex.quote(item.path)}")
+    vm.succeed(f"systemctl start {steps.SOCKET_UNIT} {SERVICE}")
+    vm.succeed("nix-push-queue wait --timeout 120", timeout=300)
+    for item in built:
+        vm.succeed(steps.in_cache(FILE_CACHE, item.path), steps.in_cache(HTTP_CACHE, item.path))
+        vm.fail(f"test -L {GC_ROOTS}/{shlex.quote(item.path.removeprefix('/nix/store/'))}")
+    # The unit's ExecStartPre applied the generated tmpfiles rule `d DIR MODE USER GROUP`
+    # ("-": tmpfiles' default, 0755 and root, as systemd-tmpfiles runs privileged).
+    rule = vm.succeed(f"grep '^d {GC_ROOTS} ' /etc/tmpfiles.d/nix-push-queue.conf").split()
+    defaults = ("0755", "root", "root")
+    mode, user, group = (field if field != "-" else default
+                         for field, default in zip(rule[2:5], defaults, strict=True))
+    assert vm.succeed(f"stat -c '%a %U %G' {GC_ROOTS}").split() == [
+        mode.lstrip("0"), user, group]
 
 
 def test_guide_check_step(debian: Machine) -> None:
