@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.vm.cache import Cache, ImageError, atomic_dir, run_tool
+from tests.vm.cache import Cache, ImageError, atomic_dir, run_debootstrap
 
 from .chroot import run_in_root
 
@@ -122,12 +122,7 @@ def _build(s: Suite, root: Path, debs: Path) -> None:
     # in a container) goes away with it, even if it is killed.
     argv = ["unshare", "--mount", "--propagation", "private", "--",
             "debootstrap", "--variant=minbase", f"--cache-dir={debs}", s.name, str(root), MIRROR]
-    try:
-        run_tool(argv, timeout=1800)
-    except ImageError as exc:
-        details = root / "debootstrap" / "debootstrap.log"
-        text = details.read_text(errors="replace") if details.exists() else ""
-        raise RootError(argv, exc.returncode, f"{exc}\n{text}") from None
+    run_debootstrap(argv, root)
     _prepare(s, root)
     _apt(root, debs, "update", "-q")
     _apt(root, debs, "install", "-y", "-q", "--no-install-recommends", *PACKAGES)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .cache import Cache, ImageError, atomic_dir, run_tool
+from .cache import Cache, ImageError, atomic_dir, run_debootstrap, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,7 @@ def _build(out: Path, suite: Suite, debs: Path) -> None:
     argv = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
             f"--include={','.join(PACKAGES)}", suite.name, str(root), MIRROR]
     try:
-        run_tool(argv, timeout=1800)
-    except ImageError as exc:
-        # debootstrap's own message names a log; its tail is what says what went wrong.
-        details = root / "debootstrap" / "debootstrap.log"
-        text = details.read_text(errors="replace") if details.exists() else ""
-        raise ImageError(argv, exc.returncode, f"{exc}\n{text}") from None
+        run_debootstrap(argv, root)
     finally:
         _unmount_below(root)
     _configure(root)

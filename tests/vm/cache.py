@@ -78,3 +78,15 @@ def run_tool(argv: list[str], *, timeout: float) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise ImageError(argv, proc.returncode, proc.stdout + proc.stderr)
+
+
+def run_debootstrap(argv: list[str], root: Path) -> None:
+    """Run a debootstrap command line that builds `root` (the VM image and the test matrix's
+    roots both do). On failure its own message only names a log: the log's tail goes into
+    the error, since that is what says what went wrong."""
+    try:
+        run_tool(argv, timeout=1800)
+    except ImageError as exc:
+        details = root / "debootstrap" / "debootstrap.log"
+        text = details.read_text(errors="replace") if details.exists() else ""
+        raise ImageError(argv, exc.returncode, f"{exc}\n{text}") from None
