@@ -34,7 +34,8 @@ let
       preferLocalBuild = true;
     }
     ''
-      nix-push-queue validate ${settingsFile}
+      # The build sandbox is not the host: the daemon runs the trust check there at start.
+      nix-push-queue validate --no-trust-check ${settingsFile}
       nix-push-queue generate ${settingsFile} --flavor nixos --out "$out" --prefix "$out" \
         --executable ${lib.escapeShellArg (lib.getExe cfg.package)}
     '';
@@ -98,6 +99,11 @@ let
         type = types.nullOr types.str;
         default = null;
         description = "AWS shared credentials file for s3:// targets, loaded with LoadCredential.";
+      };
+      environment_file = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "`KEY=value` lines of AWS_* variables for this s3:// target (boto3 transport), loaded with LoadCredential.";
       };
     };
   };
@@ -191,6 +197,9 @@ in
       environment.etc."nix-push-queue/config.json".source = cfg.configFile;
 
       systemd.sockets.nix-push-queue.wantedBy = [ "sockets.target" ];
+      # The hook only writes a spool entry: this path unit is what starts a stopped daemon
+      # when a build finishes (the socket starts it for `push` and `status`).
+      systemd.paths.nix-push-queue.wantedBy = [ "paths.target" ];
       systemd.services.nix-push-queue = {
         # Started at boot too, not only by the socket: pending work left by a crash or a
         # reboot resumes without waiting for the next build.
@@ -213,9 +222,10 @@ in
 
     # GC roots of queued paths (docs/gc-roots.md): the packaged unit's ExecStartPre applies
     # the generated tmpfiles rule (the directory, its owner and mode: the hook may have made
-    # it first) before every start; a DynamicUser daemon writes it through this static group.
+    # it first) before every start; a DynamicUser daemon writes it through this static group,
+    # not named after the unit: systemd refuses a DynamicUser whose name a static group has.
     (mkIf (hasTargets && filled.queue.gc_roots.enable) {
-      users.groups = mkIf (filled.service.user == null) { nix-push-queue = { }; };
+      users.groups = mkIf (filled.service.user == null) { nix-push-queue-gcroots = { }; };
     })
   ]);
 }

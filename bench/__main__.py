@@ -1,7 +1,9 @@
 """`python -m bench` (or `bench/run`): run the benchmarks and write their reports.
 
 Sub-benchmarks: buildloop (hook cost per network profile), drain (upload throughput), scale
-(enqueue rate, status latency and RSS with a deep queue), profile (where the time goes).
+(enqueue rate, status latency and RSS with a deep queue), profile (where the time goes),
+compression (binary-cache compression methods on real content), defaults (schema defaults
+on real content: drain and build loop beside the manual's hook).
 `--quick` runs every one with tiny sizes in about a minute, for the smoke test.
 """
 
@@ -19,10 +21,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import buildloop, cachehost, drain, plots, profiling, report, scale
+from . import buildloop, cachehost, compression, defaults, drain, plots, profiling, report, scale
 from .common import REPO, BenchResult, machine_info
 
-BENCHES = ("buildloop", "drain", "scale", "profile")
+BENCHES = ("buildloop", "drain", "scale", "profile", "compression", "defaults")
 log = logging.getLogger("bench")
 
 
@@ -60,6 +62,11 @@ def _run_one(name: str, args: argparse.Namespace, workdir: Path) -> BenchResult:
         return buildloop.run(workdir, params, cachehost.Network, log.info)
     if name == "drain":
         return drain.run(workdir, drain.default_params(quick, args.paths), log.info)
+    if name == "defaults":
+        return defaults.run(workdir, defaults.default_params(quick, args.n, args.paths),
+                            log.info)
+    if name == "compression":
+        return compression.run(workdir, compression.default_params(quick), log.info)
     if name == "scale":
         return scale.run(workdir, scale.default_params(quick, args.rows), log.info)
     return profiling.run(workdir, profiling.default_params(quick), log.info)

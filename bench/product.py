@@ -115,13 +115,27 @@ def hook_command(layout: Layout) -> str:
 
 def install_timed_hook(nix: IsolatedNix, inner: str, timings: Path) -> Path:
     """Make `inner` (a shell command line) Nix's post-build-hook, timed by a wrapper."""
-    wrapper = nix.root / "post-build-hook"
-    wrapper.write_text(TIMED_WRAPPER.format(inner=inner, timings=shlex.quote(str(timings))),
-                       encoding="utf-8")
-    wrapper.chmod(0o755)
+    wrapper = _timed_wrapper(nix.root / "post-build-hook", inner, timings)
     with nix.conf_file.open("a", encoding="utf-8") as conf:
         conf.write(f"post-build-hook = {wrapper}\n")
     return wrapper
+
+
+def _timed_wrapper(wrapper: Path, inner: str, timings: Path) -> Path:
+    wrapper.write_text(TIMED_WRAPPER.format(inner=inner, timings=shlex.quote(str(timings))),
+                       encoding="utf-8")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def timing_floor(directory: Path, runs: int = 50) -> list[float]:
+    """What the timing wrapper itself adds: its two `date` calls around an empty hook (`:`),
+    run `runs` times; seconds each, as read_timings gives them."""
+    timings = directory / "floor-timings.txt"
+    wrapper = _timed_wrapper(directory / "floor-hook", ":", timings)
+    for _ in range(runs):
+        subprocess.run([str(wrapper)], check=True)
+    return read_timings(timings)[0]
 
 
 def manual_hook(directory: Path, key: Path, url: str) -> Path:
@@ -241,8 +255,9 @@ def running_daemon(layout: Layout, nix: IsolatedNix,
 
 
 def spooled_paths(layout: Layout) -> int:
-    return sum(len(f.read_text(encoding="utf-8").split())
-               for f in layout.spool_dir.glob("*.spool"))
+    """Output paths in the spool (not the `DRV^*` line each hook run adds)."""
+    return sum(1 for f in layout.spool_dir.glob("*.spool")
+               for line in f.read_text(encoding="utf-8").split() if not line.endswith("^*"))
 
 
 def narinfo_count(cache_dir: Path) -> int:

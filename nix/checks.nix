@@ -10,7 +10,7 @@ let
   inStore = path: builtins.substring 0 (builtins.stringLength storeDir + 1) path == storeDir + "/";
   indexed = builtins.genList (i: { inherit i; t = builtins.elemAt config.targets i; })
     (builtins.length config.targets);
-  secretKeys = [ "secret_key_file" "ssh_key_file" "credentials_file" ];
+  secretKeys = [ "secret_key_file" "ssh_key_file" "credentials_file" "environment_file" ];
 in
 [
   {

@@ -4,7 +4,11 @@
   hook = "etc/nix-push-queue/post-build-hook";
   config = "etc/nix-push-queue/config.json";
   fragment = "etc/nix/nix-push-queue.conf";
-  units = [ "lib/systemd/system/nix-push-queue.socket" "lib/systemd/system/nix-push-queue.service" ];
+  units = [
+    "lib/systemd/system/nix-push-queue.socket"
+    "lib/systemd/system/nix-push-queue.service"
+    "lib/systemd/system/nix-push-queue.path"
+  ];
   # the GC roots directory (docs/gc-roots.md)
   tmpfiles = "lib/tmpfiles.d/nix-push-queue.conf";
 }

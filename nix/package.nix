@@ -34,6 +34,9 @@ python3Packages.buildPythonApplication
     jinja2
     pyyaml
     prometheus-client
+    # The boto3 S3 transport (daemon/s3/): signed uploads on any Nix. pip users opt in
+    # with the `s3` extra; the NixOS package always has it.
+    boto3
   ];
 
   nativeCheckInputs = with python3Packages; [

@@ -18,6 +18,8 @@ NPQ_APT_PACKAGES=(
   # The fault suite (tests/faults): throwaway users and setpriv (usually already there).
   "passwd:useradd"
   "util-linux:setpriv"
+  # The shell hook's durability test (tests/integration/test_shell_hook.py) traces its fsyncs.
+  "strace:strace"
   # The Debian VM tests (tests/vm): QEMU under TCG, and debootstrap for the guest image and
   # for the Nix matrix roots (tests/matrix, which also install the packages of this list).
   "qemu-system-x86:qemu-system-x86_64"

@@ -98,6 +98,11 @@ class QueueError(NpqError):
     exit_code = 7
 
 
+class QueueFull(QueueError):
+    """The queue's disk is full: the write was rolled back and must be tried again once
+    there is space (the caller holds what it meant to record)."""
+
+
 class VerifyFailed(NpqError):
     """A step of `verify` failed; `step` names it."""
 
@@ -138,3 +143,10 @@ class DaemonError(NpqError):
     """The daemon cannot start: socket in use, unusable inherited fd or state directory."""
 
     exit_code = 12
+
+
+class TrustError(NpqError):
+    """Root would run, or the daemon would trust, a file another user can change
+    (trust/; docs/security.md). One line per file: path, owner, mode, what to do."""
+
+    exit_code = 15

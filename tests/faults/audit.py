@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from nix_push_queue.config import load_document
+from nix_push_queue.generate import hook_wrapper
 from nix_push_queue.nix.isolated import IsolatedNix
 from tests.fixtures.daemon import NPQ, DaemonHarness
 
@@ -49,28 +51,47 @@ class HookRun:
     seconds: float
 
 
-def hook_argv(d: DaemonHarness, timeout: float = 10) -> list[str]:
+# The two hooks every promise is proven for: the generated /bin/sh wrapper (what Nix runs:
+# roots and spools itself) and the Python `nix-push-queue hook` (socket, then spool).
+HOOKS = ("shell", "python")
+
+
+def shell_hook(d: DaemonHarness, timeout: float = 10) -> Path:
+    """The generated post-build-hook wrapper for `d`'s config (its fallback: the real CLI)."""
+    wrapper = d.root / f"post-build-hook-{timeout:g}"
+    if not wrapper.exists():  # hooks run from several threads: renamed in whole
+        config = {**d.config, "hook": {**d.config.get("hook", {}), "timeout": timeout}}
+        temp = wrapper.with_name(f".{wrapper.name}.{secrets.token_hex(4)}")
+        temp.write_text(hook_wrapper(load_document(config, "<test>"), [NPQ]), "utf-8")
+        temp.chmod(0o755)
+        temp.replace(wrapper)
+    return wrapper
+
+
+def hook_argv(d: DaemonHarness, timeout: float = 10, hook: str = "python") -> list[str]:
+    if hook == "shell":
+        return [str(shell_hook(d, timeout))]
     q, store = d.config["queue"], d.config["nix"]["store_dir"]
     return [NPQ, "hook", "--socket", q["socket"], "--spool-dir", q["spool_dir"],
             "--store-dir", store, "--state-dir", str(d.nix.state_dir), "--timeout", str(timeout)]
 
 
 def run_hook(d: DaemonHarness, paths: Sequence[str], *, timeout: float = 10,
-             argv: Sequence[str] | None = None) -> HookRun:
+             argv: Sequence[str] | None = None, hook: str = "python") -> HookRun:
     """One real `nix-push-queue hook` process, as Nix runs it (OUT_PATHS, DRV_PATH)."""
     env = d.env()
     env.update(OUT_PATHS=" ".join(paths), DRV_PATH="")
     started = time.monotonic()
-    proc = subprocess.run(list(argv or hook_argv(d, timeout)), env=env, capture_output=True,
+    proc = subprocess.run(list(argv or hook_argv(d, timeout, hook)), env=env, capture_output=True,
                           text=True, timeout=timeout + 120, check=False)
     return HookRun(tuple(paths), proc.returncode, proc.stderr, time.monotonic() - started)
 
 
 def run_hooks(d: DaemonHarness, groups: Sequence[Sequence[str]], concurrency: int,
-              *, timeout: float = 10) -> list[HookRun]:
+              *, timeout: float = 10, hook: str = "python") -> list[HookRun]:
     """One hook per group of paths, `concurrency` at a time."""
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        return list(pool.map(lambda g: run_hook(d, g, timeout=timeout), groups))
+        return list(pool.map(lambda g: run_hook(d, g, timeout=timeout, hook=hook), groups))
 
 
 def chunks(items: Sequence[str], size: int) -> list[list[str]]:
@@ -176,13 +197,14 @@ class Feed:
 
     @property
     def spooled(self) -> int:
+        """Python hook runs that spooled (the shell hook always does, and says nothing)."""
         return sum(1 for r in self.runs if "spooled" in r.stderr)
 
 
 def feed(d: DaemonHarness, paths: Sequence[str], *, concurrency: int = 4, per_hook: int = 1,
-         timeout: float = 10) -> Feed:
+         timeout: float = 10, hook: str = "python") -> Feed:
     """Real hooks for `paths`; every one must exit 0 whatever the daemon or disk does."""
-    runs = run_hooks(d, chunks(paths, per_hook), concurrency, timeout=timeout)
+    runs = run_hooks(d, chunks(paths, per_hook), concurrency, timeout=timeout, hook=hook)
     queued: list[str] = []
     refused: list[str] = []
     for run in runs:

@@ -23,20 +23,20 @@ from tests.fixtures.daemon import DaemonHarness
 from tests.fixtures.faults import wait_for
 from tests.fixtures.nginx import NginxCache
 
-from .audit import Feed, add_paths, audit, check, feed, row, run_hook, use_cache
+from .audit import HOOKS, Feed, add_paths, audit, check, feed, row, run_hook, use_cache
 from .figures import FIGURES
 
 pytestmark = pytest.mark.integration
 
 
 def kill_storm(d: DaemonHarness, paths: list[str], *, kills: int, seed: int,
-               max_gap: float) -> tuple[Feed, float]:
+               max_gap: float, hook: str = "python") -> tuple[Feed, float]:
     """Hooks feed `paths` from a thread while the main thread kills and restarts the daemon
     `kills` times, `max_gap` seconds apart at most; then the queue is drained."""
     rng = random.Random(seed)
     result: list[Feed] = []
     feeder = threading.Thread(target=lambda: result.append(
-        feed(d, paths, concurrency=4, per_hook=2, timeout=5)))
+        feed(d, paths, concurrency=4, per_hook=2, timeout=5, hook=hook)))
     started = time.monotonic()
     feeder.start()
     for _ in range(kills):
@@ -50,13 +50,13 @@ def kill_storm(d: DaemonHarness, paths: list[str], *, kills: int, seed: int,
 
 
 def _run(npq_daemon_factory: Any, nginx_cache: NginxCache, tmp_path: Path, *, n: int,
-         kills: int, name: str) -> None:
+         kills: int, name: str, hook: str = "python") -> None:
     d: DaemonHarness = npq_daemon_factory(hook=False, queue={"batch_size": 4, "workers": 2})
     use_cache(d, nginx_cache.url)
     d.start()
     paths = add_paths(d.nix, tmp_path, n)
     seed = random.randrange(1 << 30)
-    fed, seconds = kill_storm(d, paths, kills=kills, seed=seed, max_gap=1.5)
+    fed, seconds = kill_storm(d, paths, kills=kills, seed=seed, max_gap=1.5, hook=hook)
     assert not fed.refused, f"hooks could not queue: {fed.runs[0].stderr}"
     outcome = audit(d, fed.queued, cache_dir=nginx_cache.cache_dir)
     check(outcome)
@@ -68,9 +68,11 @@ def _run(npq_daemon_factory: Any, nginx_cache: NginxCache, tmp_path: Path, *, n:
     FIGURES.record(row(name, outcome, faults=kills, enqueued=len(fed.queued), seconds=seconds))
 
 
+@pytest.mark.parametrize("hook", HOOKS)
 def test_sigkill_during_enqueue_and_drain(npq_daemon_factory: Any, nginx_cache: NginxCache,
-                                          tmp_path: Path) -> None:
-    _run(npq_daemon_factory, nginx_cache, tmp_path, n=60, kills=5, name="kill -9 x5")
+                                          tmp_path: Path, hook: str) -> None:
+    _run(npq_daemon_factory, nginx_cache, tmp_path, n=60, kills=5,
+         name=f"kill -9 x5 ({hook} hook)", hook=hook)
 
 
 @pytest.mark.soak

@@ -206,6 +206,9 @@ def load_config_text(text: str, directory: Path) -> Config:
     return load_config(path)
 
 
+# generate refuses a hook program another user could change (docs/security.md): this
+# checkout's own program, in a root-owned venv as the suite runs it.
+TRUSTED_EXE = ("--executable", str(Path(sys.executable).parent / "nix-push-queue"))
 INCLUDE_FAILURES = ["immutable", "conf-is-dir", "conf-is-symlink", "parent-missing",
                     "parent-is-file"]
 
@@ -218,13 +221,13 @@ def test_include_that_cannot_be_written_leaves_the_tree_as_it_was(
     config, out, etc = workdir / "c.yaml", workdir / "out", workdir / "etc"
     config.write_text("targets: [{name: a, url: 'file:///srv/a'}]\n")
     if previous_tree:
-        assert cli.main(["generate", str(config), "--out", str(out)], env={}) == 0
+        assert cli.main(["generate", str(config), "--out", str(out), *TRUSTED_EXE], env={}) == 0
     before = {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     config.write_text("targets: [{name: a, url: 'file:///srv/b'}]\nqueue: {workers: 3}\n")
     conf = _break(etc, failure)
     try:
         code = cli.main(["generate", str(config), "--out", str(out), "--include-into",
-                         str(conf)], env={})
+                         str(conf), *TRUSTED_EXE], env={})
     finally:
         subprocess.run(["chattr", "-i", str(etc)], check=False, capture_output=True)
     err = capsys.readouterr().err

@@ -20,7 +20,7 @@ from nix_push_queue.nix import stores
 
 pytestmark = pytest.mark.integration
 
-BENCHES = {"buildloop", "drain", "scale", "profile"}
+BENCHES = {"buildloop", "drain", "scale", "profile", "compression", "defaults"}
 S3_CACHE = "s3:// (moto, loopback)"
 
 

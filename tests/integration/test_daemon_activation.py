@@ -27,7 +27,9 @@ def test_socket_activation(npq_daemon_factory: Factory) -> None:
     activate = shutil.which("systemd-socket-activate")
     if activate is None:
         pytest.fail("systemd-socket-activate missing; scripts/bootstrap.sh installs systemd")
-    d = npq_daemon_factory()
+    # No hook: the generated one writes the spool and never connects (the service starts at
+    # boot); a client such as `push` is what activates the socket.
+    d = npq_daemon_factory(hook=False)
     # systemd-socket-activate binds the socket, waits for the first connection, then execs
     # the daemon with LISTEN_FDS=1 / LISTEN_PID; only variables named with -E pass through.
     # systemd 258+ also sends READY=1 itself when NOTIFY_SOCKET is in its own environment
@@ -42,9 +44,10 @@ def test_socket_activation(npq_daemon_factory: Factory) -> None:
         assert time.monotonic() < deadline and d.running, d.log_text()
         time.sleep(0.02)
     assert "READY=1" not in d.read_notifications()  # nothing runs before a client comes
-    path = d.build("activated", uuid.uuid4().hex)  # the hook's connection starts the daemon
+    path = d.build("activated", uuid.uuid4().hex)
+    d.cli("push", str(path))  # its connection starts the daemon
     d.wait_ready()
-    assert not list(d.spool_dir.glob("*.spool")), "the hook spooled instead of being served"
+    assert not list(d.spool_dir.glob("*.spool")), "push spooled instead of being served"
     d.wait_drained(timeout=120)
     d.assert_signed(path)
     assert "using the socket passed by systemd (fd 3)" in d.log_text()
@@ -120,7 +123,9 @@ def test_metrics_endpoint(npq_daemon_factory: Factory) -> None:
         body = reply.read().decode()
     assert 'npq_queue_rows{state="done",target="local"} 1.0' in body
     assert 'npq_uploads_total{result="ok",target="local"} 1.0' in body
-    assert 'npq_enqueued_paths_total{source="hook"} 1.0' in body
+    # The hook writes the spool; the daemon takes it from there (dirwatch.py).
+    spooled = re.search(r'^npq_enqueued_paths_total\{source="spool"\} (\S+)$', body, re.M)
+    assert spooled is not None and float(spooled.group(1)) >= 1, body
     assert 'npq_upload_duration_seconds_count{target="local"} 1.0' in body
     assert str(d.secret_key) not in body
     nbytes = re.search(r'^npq_uploaded_bytes_total\{target="local"\} (\S+)$', body, re.M)

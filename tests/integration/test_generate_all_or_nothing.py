@@ -18,9 +18,11 @@ pytestmark = pytest.mark.integration
 CONFIG = "targets:\n  - name: a\n    url: file:///srv/cache\n"
 
 
+# generate refuses a hook program another user could change (docs/security.md): these tests
+# pass this checkout's own program, in a root-owned venv as the suite runs it.
 def generate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([npq(), "generate", *args], capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run([npq(), "generate", *args, "--executable", npq()],
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_planted_manifest_deletes_nothing(tmp_path: Path) -> None:

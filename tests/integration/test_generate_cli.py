@@ -18,8 +18,12 @@ EXAMPLE = REPO / "schema/examples/file-cache.yaml"
 SERVICE = "etc/systemd/system/nix-push-queue.service"
 
 
+# generate refuses a hook program another user could change (docs/security.md): these tests
+# pass this checkout's own program, in a root-owned venv as the suite runs it.
 def npq(*args: object) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("nix-push-queue") or str(Path(sys.executable).parent / "nix-push-queue")
+    if args[:1] == ("generate",) and "--executable" not in args:
+        args = (*args, "--executable", exe)
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=120,
                           check=False)
 
@@ -90,3 +94,16 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "would create" in result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_symlinked_unit_directory_leading_out_is_refused_with_exit_4(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "etc/systemd").mkdir(parents=True)
+    (out / "etc/systemd/system").symlink_to(elsewhere)
+    before = snapshot(out)
+    result = npq("generate", EXAMPLE, "--out", out)
+    assert result.returncode == 4, result.stderr
+    assert (f"{out}/etc/systemd/system is a symlink to {elsewhere}, outside {out}"
+            in result.stderr), result.stderr
+    assert snapshot(out) == before and not any(elsewhere.iterdir())

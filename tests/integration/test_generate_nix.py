@@ -26,7 +26,11 @@ def npq() -> str:
     return shutil.which("nix-push-queue") or str(Path(sys.executable).parent / "nix-push-queue")
 
 
+# generate refuses a hook program another user could change (docs/security.md): these tests
+# pass this checkout's own program, in a root-owned venv as the suite runs it.
 def run_cli(*args: object) -> subprocess.CompletedProcess[str]:
+    if args[:1] == ("generate",) and "--executable" not in args:
+        args = (*args, "--executable", npq())
     return subprocess.run([npq(), *map(str, args)], capture_output=True, text=True,
                           timeout=120, check=False)
 
@@ -96,7 +100,10 @@ def test_consumer_only_host(nix: IsolatedNix, tmp_path: Path) -> None:
 
 def test_real_build_runs_the_hook_wrapper(nix: IsolatedNix, tmp_path: Path) -> None:
     # A stand-in for nix-push-queue that records how the wrapper called it; the directory
-    # name has a space and quotes, which the wrapper must pass through intact.
+    # name has a space and quotes, which the wrapper must pass through intact. The wrapper
+    # calls it only when it cannot write the spool itself: here the spool's parent is a file.
+    (tmp_path / "a-file").write_text("")
+    spool = tmp_path / "a-file" / "spool"
     record = tmp_path / "record"
     bindir = tmp_path / "bin dir 'q'"
     bindir.mkdir()
@@ -106,7 +113,7 @@ def test_real_build_runs_the_hook_wrapper(nix: IsolatedNix, tmp_path: Path) -> N
     cfg = write_config(tmp_path / "c.yaml", {
         "targets": [{"name": "local", "url": f"file://{tmp_path / 'cache'}"}],
         "queue": {"socket": str(tmp_path / "q.sock"), "state_dir": str(tmp_path / "state"),
-                  "spool_dir": str(tmp_path / "spool")},
+                  "spool_dir": str(spool)},
         "nix": {"store_dir": str(nix.store_dir), "state_dir": str(nix.state_dir)},
         "hook": {"timeout": 1.5},
         "service": {"user": "root"},  # state outside /var/lib needs a static user
@@ -118,7 +125,7 @@ def test_real_build_runs_the_hook_wrapper(nix: IsolatedNix, tmp_path: Path) -> N
     (built,) = nix.build_expr(text_derivation("npq-hook-wrapper", os.urandom(8).hex()))
     args = record.read_text().splitlines()
     assert args[:-1] == ["hook", "--socket", str(tmp_path / "q.sock"),
-                         "--spool-dir", str(tmp_path / "spool"),
+                         "--spool-dir", str(spool),
                          "--store-dir", str(nix.store_dir), "--state-dir", str(nix.state_dir),
                          "--timeout", "1.5"]
     drv = args[-1].removeprefix("DRV_PATH=")

@@ -17,7 +17,7 @@ from nix_push_queue.generate import GenerateOptions, generate
 
 pytestmark = pytest.mark.integration
 EXAMPLES = sorted((Path(__file__).parents[2] / "schema/examples").iterdir())
-UNITS = ("nix-push-queue.socket", "nix-push-queue.service")
+UNITS = ("nix-push-queue.socket", "nix-push-queue.service", "nix-push-queue.path")
 # systemd's own scale: <= 2.0 is "OK"/"SAFE"; every example must stay there.
 MAX_EXPOSURE = 2.0
 
@@ -73,6 +73,16 @@ def test_example_units_verify_and_are_hardened(tmp_path: Path, example: Path) ->
     assert score <= MAX_EXPOSURE
 
 
+def test_uploads_yield_to_builds(tmp_path: Path) -> None:
+    """The unit's priorities are ones systemd reads (`verify` is silent about them)."""
+    example = next(e for e in EXAMPLES if e.name == "file-cache.yaml")
+    tree = generate(load_config(example), GenerateOptions(executable=real_executable(tmp_path)))
+    service = tree["etc/systemd/system/nix-push-queue.service"]
+    for line in ("Nice=19", "CPUWeight=1", "IOSchedulingClass=idle"):
+        assert f"\n{line}\n" in service
+    check_units(tree, tmp_path / "units")
+
+
 def test_values_that_need_escaping(tmp_path: Path) -> None:
     odd = "/srv/nix cache %i"
     doc: dict[str, Any] = {
@@ -91,6 +101,9 @@ def test_values_that_need_escaping(tmp_path: Path) -> None:
     assert f"LoadCredential=a-secret-key:{odd.replace('%', '%%')}/key 1.pem" in service
     assert "ListenStream=/run/npq %%j/hook.sock" in tree[
         "etc/systemd/system/nix-push-queue.socket"]
+    assert "PathExistsGlob=/var/lib/npq %%j/spool/*.spool" in tree[
+        "etc/systemd/system/nix-push-queue.path"]
+
 
 
 def test_wrong_escaping_is_caught_by_the_verifier(tmp_path: Path) -> None:

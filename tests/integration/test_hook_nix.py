@@ -60,9 +60,10 @@ def runs(record: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in record.read_text().splitlines()]
 
 
-def spooled(tmp_path: Path) -> list[str]:
+def spooled(tmp_path: Path, *, derivations: bool = False) -> list[str]:
+    """The store paths spooled (with `derivations`: the `DRV^*` lines instead)."""
     return sorted(line for f in (tmp_path / "spool").glob("*.spool")
-                  for line in f.read_text().splitlines())
+                  for line in f.read_text().splitlines() if line.endswith("^*") == derivations)
 
 
 def build_some(nix: IsolatedNix, tag: str) -> list[str]:
@@ -83,6 +84,8 @@ def test_daemon_absent_builds_succeed_and_paths_are_spooled(nix: IsolatedNix,
     print("OUT_PATHS as passed by Nix:", [r["out_paths"] for r in seen])
     assert all(str(r["drv_path"]).endswith(".drv") for r in seen)
     assert spooled(tmp_path) == built
+    # and each build's derivation, for the daemon to upload the outputs as DRV^* (issue 19)
+    assert spooled(tmp_path, derivations=True) == sorted(f"{r['drv_path']}^*" for r in seen)
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in (tmp_path / "spool").iterdir())
 
 
@@ -105,8 +108,9 @@ def test_acking_daemon_receives_the_paths(nix: IsolatedNix, tmp_path: Path,
     record = install_hook(nix, tmp_path, daemon.path, timeout=5)
     built = build_some(nix, "ack")
     assert [r["rc"] for r in runs(record)] == [0, 0]
-    assert sorted(daemon.paths()) == built
-    assert {r.drv for r in daemon.requests} == {r["drv_path"] for r in runs(record)}  # type: ignore[union-attr]
+    assert sorted(p for p in daemon.paths() if not p.endswith("^*")) == built
+    assert sorted(p for p in daemon.paths() if p.endswith("^*")) == sorted(
+        f"{r['drv_path']}^*" for r in runs(record))
     assert {r.source for r in daemon.requests} == {"hook"}  # type: ignore[union-attr]
     assert not (tmp_path / "spool").exists()
 

@@ -225,7 +225,7 @@ def test_module_and_generator_switch_the_metrics_endpoint_on(
     npq = str(Path(sys.executable).parent / "nix-push-queue")
     for argv in (["validate", str(settings)],
                  ["generate", str(settings), "--flavor", flavor, "--out", str(out),
-                  "--prefix", str(out)]):
+                  "--prefix", str(out), "--executable", npq]):
         proc = subprocess.run([npq, *argv], capture_output=True, text=True, timeout=120,
                               check=False)
         assert proc.returncode == 0, proc.stderr

@@ -73,7 +73,9 @@ def test_module_build_step(nix: IsolatedNix, tmp_path: Path) -> None:
     assert f"--config {out / layout['config']}" in service
     assert "LoadCredential=cache-secret-key:/run/keys/cache.sec" in service
     assert "LoadCredential=cache-credentials:/run/keys/aws" in service
-    assert (out / layout["units"][0]).is_file()
+    assert all((out / unit).is_file() for unit in layout["units"])  # socket, path
+    assert "PathExistsGlob=/var/lib/nix-push-queue/spool/*.spool" in (
+        out / layout["units"][2]).read_text(encoding="utf-8").splitlines()
     tmpfiles = (out / layout["tmpfiles"]).read_text(encoding="utf-8")
     assert "\nd /nix/var/nix/gcroots/nix-push-queue " in tmpfiles
 

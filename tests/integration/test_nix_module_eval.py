@@ -123,6 +123,11 @@ in {
   groups = builtins.attrNames r.c.users.groups;
   execStartPre = r.c.systemd.services.nix-push-queue.serviceConfig.ExecStartPre or null;
   nobody = { inherit (r.c.users.users.nobody) group description isSystemUser; };
+  pathUnit = if r.c.systemd.paths ? nix-push-queue
+    then let u = r.utils.systemdUtils.lib.pathToUnit r.c.systemd.paths.nix-push-queue;
+      in { inherit (u) wantedBy overrideStrategy text; }
+    else null;
+  packages = map (p: p.name) r.c.systemd.packages;
 }"""
 
 
@@ -219,7 +224,8 @@ def test_service_user_the_module_owns(nix: IsolatedNix) -> None:
 @real
 def test_gc_roots_directory_before_every_start_and_its_group(nix: IsolatedNix) -> None:
     got = system(nix, npq(f"{{ targets = {TARGET}; }}"))
-    assert "nix-push-queue" in got["groups"]  # the DynamicUser's supplementary group
+    assert "nix-push-queue-gcroots" in got["groups"]  # the DynamicUser's supplementary group
+    assert "nix-push-queue" not in got["groups"]  # the DynamicUser's own name: systemd's
     # The packaged unit applies the tmpfiles rule; the module's drop-in adds no ExecStartPre.
     assert got["execStartPre"] is None
     out = "/nix/store/" + "0" * 32 + "-nix-push-queue-generated"
@@ -229,4 +235,19 @@ def test_gc_roots_directory_before_every_start_and_its_group(nix: IsolatedNix) -
     assert ("ExecStartPre=+/run/current-system/sw/bin/systemd-tmpfiles --create "
             f"{out}/lib/tmpfiles.d/nix-push-queue.conf") in unit.splitlines()
     off = system(nix, npq(f"{{ targets = {TARGET}; queue.gc_roots.enable = false; }}"))
-    assert off["execStartPre"] is None and "nix-push-queue" not in off["groups"]
+    assert off["execStartPre"] is None and "nix-push-queue-gcroots" not in off["groups"]
+
+
+@real
+def test_a_build_starts_the_daemon_through_the_packaged_path_unit(nix: IsolatedNix) -> None:
+    """The hook only spools: the generated nix-push-queue.path (from systemd.packages) is
+    what starts a stopped daemon, so the module must put it in paths.target, as a drop-in
+    over the packaged unit (no [Path] of its own that would replace the generator's)."""
+    got = system(nix, npq(f"{{ targets = {TARGET}; }}"))
+    assert got["pathUnit"] is not None
+    assert got["pathUnit"]["wantedBy"] == ["paths.target"]
+    assert got["pathUnit"]["overrideStrategy"] == "asDropinIfExists"
+    assert "PathExistsGlob" not in got["pathUnit"]["text"]
+    assert "nix-push-queue-generated" in got["packages"]
+    consumer = system(nix, npq('{ substituters.urls = [ "https://c.example.org" ]; }'))
+    assert consumer["pathUnit"] is None

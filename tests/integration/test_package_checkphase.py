@@ -62,8 +62,8 @@ let
   };
   lib = if builtins.pathExists sharedLib then import sharedLib else stubLib;
   # Every python3Packages attribute package.nix names, as its own name.
-  names = [ "setuptools" "jsonschema" "jinja2" "pyyaml" "prometheus-client" "pytest"
-            "pytest-timeout" "hypothesis" ];
+  names = [ "setuptools" "jsonschema" "jinja2" "pyyaml" "prometheus-client" "boto3"
+            "pytest" "pytest-timeout" "hypothesis" ];
   python3Packages = builtins.listToAttrs (map (n: { name = n; value = n; }) names)
     // { buildPythonApplication = args: args; };
   args = import (repo + "/nix/package.nix") { inherit lib python3Packages; };

@@ -1,4 +1,5 @@
-"""S3 end to end on a Nix with the S3 store (the matrix's sid leg, Nix 2.34): the manual's
+"""The `nix` transport (`nix copy --to s3://`) end to end on a Nix with the S3 store (the
+matrix's sid leg, Nix 2.34): the manual's
 setup (schema/examples/s3-manual.yaml) with an `endpoint`, against a real S3 server on the
 loopback (moto, tests/fixtures/s3.py), through the real hook, the real daemon and
 `nix-push-queue verify --config`; and the outage scenario against that server.
@@ -6,7 +7,8 @@ loopback (moto, tests/fixtures/s3.py), through the real hook, the real daemon an
 Debian's Nix 2.34 opens s3:// stores but signs no request (built without AWS
 authentication): the server then takes unsigned requests, and the test checks that the
 daemon warned about it. On a Nix that signs requests, the server checks signatures, so an
-upload only lands with the key from the config's `credentials_file`.
+upload only lands with the key from the config's `credentials_file`. The boto3 transport,
+which `auto` picks on a Nix that does not sign, has its own tests (test_s3_boto3.py).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def manual_document(server: S3Server, nix: IsolatedNix, root: Path, run_dir: Pat
     keys.mkdir(parents=True)
     secret, public = nix.generate_key("example-nix-cache-1", keys)
     target = document["targets"][0]
-    target.update(url=f"s3://{server.bucket}", secret_key_file=str(secret), public_key=public,
+    target.update(url=f"s3://{server.bucket}", transport="nix",
+                  secret_key_file=str(secret), public_key=public,
                   credentials_file=str(server.write_credentials(keys / "aws-credentials")),
                   options={"endpoint": server.endpoint, "region": "us-east-1"})
     document.update(

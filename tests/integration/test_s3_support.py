@@ -95,7 +95,9 @@ def test_daemon_on_a_nix_without_s3(nix_without_s3: stores.S3Support,
     # Queued with `push`: the hook's path into the queue is the same `enqueue`.
     harness = npq_daemon_factory(hook=False)
     local = harness.config["targets"][0]
-    s3: dict[str, Any] = {"name": "s3", "url": "s3://npq-cache",
+    # `transport: nix` asks for `nix copy` straight to the bucket, which this Nix cannot do
+    # (auto would take the boto3 transport: test_s3_boto3.py).
+    s3: dict[str, Any] = {"name": "s3", "url": "s3://npq-cache", "transport": "nix",
                           "secret_key_file": local["secret_key_file"],
                           "public_key": local["public_key"],
                           "options": {"endpoint": "http://127.0.0.1:9", "region": "us-east-1"}}
@@ -118,8 +120,11 @@ def test_daemon_on_a_nix_without_s3(nix_without_s3: stores.S3Support,
     while s3_rows() != [(str(path), "s3", "dead", 1)]:
         assert time.monotonic() < deadline, (s3_rows(), harness.log_text()[-3000:])
         time.sleep(0.2)
+    while harness.status()["local"]["done"] != 1:  # the local target's upload runs apart
+        assert time.monotonic() < deadline, harness.log_text()[-3000:]
+        time.sleep(0.2)
     status = harness.status()
-    assert status["local"]["done"] == 1 and status["local"]["unsupported"] is None
+    assert status["local"]["unsupported"] is None
     assert status["s3"]["dead"] == 1
     assert "without S3 support" in status["s3"]["unsupported"]
     assert "without S3 support" in status["s3"]["last_error"]
@@ -134,17 +139,31 @@ def test_daemon_on_a_nix_without_s3(nix_without_s3: stores.S3Support,
                 if "target s3:" in line and ("attempt" in line or "splitting" in line)]
 
 
-def test_validate_warns_on_a_nix_without_s3(nix: IsolatedNix) -> None:
+def test_validate_says_which_transport_and_warns_where_it_cannot_work(
+        nix: IsolatedNix, tmp_path: Path) -> None:
     support = stores.s3_support(None, nix.env())
     example = REPO / "schema" / "examples" / "s3-manual.yaml"
     proc = subprocess.run([*CLI, "validate", str(example)], env=nix.env(dict(os.environ)),
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"{example}: ok")
+    # auto: nix copy where this Nix signs S3 requests, boto3 otherwise; no warning either way.
+    expected = "nix (auto: this Nix" if support.signed else "boto3 (auto: this Nix"
+    assert f"targets[0] (s3): transport {expected} ({support.nix})" in proc.stdout
+    assert [line for line in proc.stderr.splitlines() if "warning:" in line] == []
+    # transport: nix on a Nix that cannot do it warns, naming the field and the way out.
+    forced = tmp_path / "s3-nix.yaml"
+    forced.write_text(example.read_text(encoding="utf-8").replace(
+        "  - name: s3\n", "  - name: s3\n    transport: nix\n"), encoding="utf-8")
+    proc = subprocess.run([*CLI, "validate", str(forced)], env=nix.env(dict(os.environ)),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "transport nix (the target's transport is nix)" in proc.stdout
     warnings = [line for line in proc.stderr.splitlines() if "warning:" in line]
     if not support.supported:
         assert len(warnings) == 1 and "targets[0].url" in warnings[0], proc.stderr
         assert "without S3 support" in warnings[0] and support.nix in warnings[0]
+        assert "transport: boto3" in warnings[0]
     elif support.signed is False:
         assert len(warnings) == 1 and "targets[0].credentials_file" in warnings[0]
         assert "without AWS authentication" in warnings[0]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from nix_push_queue.daemon.uploader import TargetKeys
+from nix_push_queue.daemon.storeurl import TargetKeys
 from nix_push_queue.nix import stores
 from nix_push_queue.nix.isolated import IsolatedNix
 
@@ -46,16 +47,19 @@ def test_http_cache_down_is_transient_then_ok(
         assert f"secret-key={signing_key.secret}" not in text
 
 
-def test_upload_timeout_kills_nix_copy(
-        nix: IsolatedNix, signing_key: SigningKey, nginx_cache: NginxCache) -> None:
-    # With the cache down, Nix retries for about 4 s: a 1 s deadline must cut it short.
+def test_upload_timeout_kills_nix_copy(nix: IsolatedNix, signing_key: SigningKey) -> None:
+    # A cache that accepts the connection and never answers (Nix waits up to the transport's
+    # stall timeout, 60 s): a 1 s deadline must cut it short.
     path = build(nix, "deadline").path
-    config = make_config(target_doc("http", nginx_cache.url, signing_key),
-                         queue={"upload_timeout": 1})
-    nginx_cache.stop()
-    started = time.monotonic()
-    result = upload(config, nix, [path])
-    elapsed = time.monotonic() - started
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the backlog; nothing is ever read
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config = make_config(target_doc("http", url, signing_key),
+                             queue={"upload_timeout": 1})
+        started = time.monotonic()
+        result = upload(config, nix, [path])
+        elapsed = time.monotonic() - started
     assert result.kind == "transient"
     assert "timed out" in result.message
     print(f"upload killed after {elapsed:.2f} s (timeout 1 s)")

@@ -26,11 +26,12 @@ def npq() -> str:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Two real key pairs: the placeholders of the corpus."""
+    """Two real key pairs, a rotation (names differ only in the suffix): the placeholders of
+    the corpus."""
     root = tmp_path_factory.mktemp("keys")
     nix = IsolatedNix.create(root / "nix")
-    nix.generate_key("npq-a-1", root)
-    _, public_b = nix.generate_key("npq-b-1", root)
+    nix.generate_key("cache.example.org-1", root)
+    _, public_b = nix.generate_key("cache.example.org-2", root)
     return {"@KEYS@": str(root), "@PUB_B@": public_b}
 
 

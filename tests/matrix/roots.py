@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.vm.cache import Cache, ImageError, atomic_dir, run_debootstrap
+from tests.vm.mirror import apt_proxy_conf, host_mirror, host_proxy
 
 from .chroot import run_in_root
 
 log = logging.getLogger(__name__)
 
 CACHE = Path(os.environ.get("NPQ_MATRIX_CACHE", "/var/cache/nix-push-queue-matrix"))
-MIRROR = "http://deb.debian.org/debian"
+# The host's own Debian mirror (tests/vm/mirror.py): a local mirror or proxy just works.
+MIRROR = host_mirror()
 # Nix and the project's Python; then what the host gets from scripts/bootstrap.sh (nginx, sshd,
 # systemd tools, ip, Prometheus, ...), since the tests that run Nix use those too, less the
 # packages only the QEMU VM tests need on the host (e2fsprogs stays: chattr; trixie has it no
@@ -139,6 +141,9 @@ def _prepare(s: Suite, root: Path) -> None:
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text(POLICY_RC)
     policy.chmod(0o755)
+    proxy = apt_proxy_conf(host_proxy())
+    if proxy:
+        (etc / "apt/apt.conf.d/99npq-proxy").write_text(proxy)
     if s.expired_release:
         (etc / "apt/apt.conf.d/99npq-valid-until").write_text(
             'Acquire::Check-Valid-Until "false";\n')

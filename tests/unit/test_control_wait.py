@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nix_push_queue.client.control import ControlClient, wait_drained
-from nix_push_queue.errors import WaitTimeout
+from nix_push_queue.errors import DeadLetters, WaitTimeout
 
 
 def _status(pending_rows: int, spool_files: int) -> bytes:
@@ -71,3 +71,17 @@ def test_a_silent_daemon_cannot_hold_wait_past_its_timeout(sock_path: str) -> No
     with pytest.raises(WaitTimeout, match="did not answer"):
         wait_drained(ControlClient(sock_path), timeout=1.5, poll=0.01)
     assert time.monotonic() - started < 5
+
+
+def test_dead_letters_take_precedence_over_lost_paths(sock_path: str) -> None:
+    # docs/ci.md: exit 10 (dead) over 13 (lost) when a run has both, as `wait --paths` does.
+    reply = json.dumps({"v": 1, "ok": True,
+                        "targets": {"a": {"pending": 0, "inflight": 0, "done": 0, "dead": 1,
+                                          "skipped": 0, "gone": 2, "released": 0,
+                                          "last_error": "nix copy exited 1"}},
+                        "spool": {"pending": 0, "quarantined": 0, "error": None}}
+                       ).encode() + b"\n"
+    _serve(sock_path, [reply])
+    with pytest.raises(DeadLetters, match=r"a: 1 dead .*a: 2 lost") as caught:
+        wait_drained(ControlClient(sock_path), timeout=30, poll=0.01)
+    assert caught.value.exit_code == 10

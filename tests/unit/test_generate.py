@@ -23,6 +23,7 @@ from nix_push_queue.generate.escape import (
 KEY = "cache.example.org-1:VOsZss/2s3FybA2rKGT6XeBPtsftE5JFb+7FR9A1Z4w="
 SERVICE = "etc/systemd/system/nix-push-queue.service"
 SOCKET = "etc/systemd/system/nix-push-queue.socket"
+PATH_UNIT = "etc/systemd/system/nix-push-queue.path"
 FRAGMENT = "etc/nix/nix-push-queue.conf"
 HOOK = "etc/nix-push-queue/post-build-hook"
 
@@ -53,6 +54,7 @@ def test_producer_tree_and_modes() -> None:
                            GenerateOptions())
     modes = {f.path: f.mode for f in files}
     assert modes == {FRAGMENT: 0o644, HOOK: 0o755, SOCKET: 0o644, SERVICE: 0o644,
+                     PATH_UNIT: 0o644,
                      "etc/nix-push-queue/config.json": 0o644,
                      "etc/tmpfiles.d/nix-push-queue.conf": 0o644,
                      "etc/sysusers.d/nix-push-queue.conf": 0o644}
@@ -70,13 +72,18 @@ def test_dynamic_user_and_credentials(tmp_path: Path) -> None:
     tree = _gen({"targets": [
         {"name": "a", "url": "ssh-ng://h", "ssh_key_file": "/etc/id", "secret_key_file":
          str(secret), "public_key": KEY},
-        {"name": "b", "url": "s3://bucket", "credentials_file": "/etc/aws"}]})
+        {"name": "b", "url": "s3://bucket", "credentials_file": "/etc/aws"},
+        {"name": "c", "url": "s3://other", "environment_file": "/etc/aws.env"}],
+        "service": {"aws_config_file": "/etc/aws/config",
+                    "aws_shared_credentials_file": "/etc/aws/credentials"}})
     service = tree[SERVICE]
     assert _settings(service, "DynamicUser") == ["yes"]
     # the daemon's `nix copy` children are stopped with it, even after a SIGKILL
     assert _settings(service, "KillMode") == ["control-group"]
     assert _settings(service, "LoadCredential") == [
-        f"a-secret-key:{secret}", "a-ssh-key:/etc/id", "b-credentials:/etc/aws"]
+        f"a-secret-key:{secret}", "a-ssh-key:/etc/id", "b-credentials:/etc/aws",
+        "c-aws-env:/etc/aws.env", "aws-config:/etc/aws/config",
+        "aws-credentials:/etc/aws/credentials"]
     assert not any("TOPSECRETVALUE" in text for text in tree.values())
 
 

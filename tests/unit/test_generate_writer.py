@@ -118,3 +118,25 @@ def test_refuses_paths_outside_the_root(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="relative"):
         write_tree(tmp_path, [GeneratedFile("../escape", "x", 0o644)])
     assert not (tmp_path.parent / "escape").exists()
+
+
+@pytest.mark.parametrize("depth", ["etc", "etc/systemd/system"])
+def test_refuses_a_symlinked_directory_leading_out_of_the_tree(tmp_path: Path,
+                                                               depth: str) -> None:
+    """`etc/systemd/system -> /elsewhere` (or `etc` itself): nothing is written there, nor
+    anywhere else; a link that stays inside the tree is followed."""
+    root, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / depth).parent.mkdir(parents=True, exist_ok=True)
+    (root / depth).symlink_to(elsewhere)
+    before, outside = snapshot(root), snapshot(elsewhere)
+    with pytest.raises(OutputError, match=rf"{root / depth} is a symlink to {elsewhere}, "
+                                          rf"outside {root}: refusing to write"):
+        write_tree(root, _files())
+    assert snapshot(root) == before and snapshot(elsewhere) == outside == {}
+    (root / depth).unlink()
+    inside = root / "inside"
+    inside.mkdir()
+    (root / depth).symlink_to(inside)
+    write_tree(root, _files())
+    assert (inside / SERVICE.removeprefix(depth + "/")).is_file()

@@ -100,7 +100,7 @@ def test_sent_to_a_daemon_that_acks(tmp_path: Path,
     drv = f"{STORE}/{H}-x.drv"
     outcome = hook.run(settings_for(tmp_path, daemon.path), f"{sp(1)} {sp(2)}", drv, {})
     assert outcome == "sent"
-    assert daemon.requests == [protocol.EnqueueRequest((sp(1), sp(2)), "hook", drv)]
+    assert daemon.requests == [protocol.EnqueueRequest((sp(1), sp(2), f"{drv}^*"), "hook")]
     assert not (tmp_path / "spool").exists()
 
 
@@ -183,4 +183,4 @@ def test_hook_imports_nothing_heavy(tmp_path: Path, how: str) -> None:
                 if line.startswith("import time:")}
     assert "nix_push_queue.client.hook" in imported  # the measurement works
     assert sorted(m for m in imported if m.startswith(HEAVY)) == []
-    assert spooled(tmp_path) == [out]
+    assert spooled(tmp_path) == [out, f"{drv}^*"]

@@ -16,13 +16,14 @@ NAME = "nix_push_queue"
 
 # part -> parts it must never import
 FORBIDDEN: dict[str, set[str]] = {
-    "client": {"daemon", "verify", "commands", "generate", "cli"},
+    "client": {"daemon", "verify", "commands", "generate", "cli", "trust"},
     "wire": {"client", "daemon", "verify", "commands", "generate", "config", "cli"},
     "nix": {"client", "daemon", "wire", "verify", "commands", "generate", "config", "cli"},
     "config": {"client", "daemon", "wire", "verify", "commands", "generate", "cli"},
     "generate": {"client", "daemon", "verify", "commands", "cli"},
     "daemon": {"client", "verify", "commands", "generate", "cli"},
     "verify": {"commands", "cli"},
+    "trust": {"client", "daemon", "wire", "verify", "commands", "generate", "cli"},
     "errors": {"client", "daemon", "wire", "nix", "verify", "commands", "generate", "config"},
 }
 

@@ -16,6 +16,7 @@ from nix_push_queue.client.progressview import (
     human_bytes,
     human_seconds,
     open_view,
+    summary,
 )
 from nix_push_queue.wire.progress import PathsProgress
 from nix_push_queue.wire.protocol import TargetStats
@@ -90,10 +91,12 @@ def test_whole_queue_snapshots_count_from_the_first_poll() -> None:
     tracker = QueueTracker()
     first = tracker.snapshots({"c": TargetStats(pending=10, done=500, dead=1,
                                                 bytes_pending=4096, recent_bytes=600)})
-    assert first == [Snapshot("c", 0, 10, 0, bytes_left=4096, daemon_rate=10.0)]
+    assert first == [Snapshot("c", 0, 10, 0, bytes_left=4096, daemon_rate=10.0,
+                              kinds=(("dead", 0), ("lost", 0)))]
     later = tracker.snapshots({"c": TargetStats(pending=2, inflight=1, done=506, dead=2,
                                                 bytes_pending=100, unsized_pending=1)})
-    assert later == [Snapshot("c", 6, 10, 1, bytes_left=None, daemon_rate=0.0)]
+    assert later == [Snapshot("c", 6, 10, 1, bytes_left=None, daemon_rate=0.0,
+                              kinds=(("dead", 1), ("lost", 0)))]
 
 
 def test_paths_progress_becomes_a_snapshot() -> None:
@@ -101,8 +104,23 @@ def test_paths_progress_becomes_a_snapshot() -> None:
 
     p = PathsProgress(total=5, done=2, skipped=1, excluded=1, dead=1, retries=3,
                       bytes_done=10, bytes_total=30, unsized=0)
-    assert from_paths("c", p) == Snapshot("c", 4, 5, 1, 3, 10, 30)
+    assert from_paths("c", p) == Snapshot("c", 4, 5, 1, 3, 10, 30, kinds=(
+        ("dead", 1), ("lost", 0), ("not queued", 0)))
     assert from_paths("c", PathsProgress(total=1, unsized=1)).bytes_total is None
+
+
+def test_a_path_never_queued_is_not_called_dead() -> None:
+    """issue 19: `wait --paths` of a never-queued path said `1 dead` in its progress."""
+    from nix_push_queue.client.progressview import from_paths
+
+    snap = from_paths("c", PathsProgress(total=1, missing=1))
+    meter = Meter(lambda: 0.0)
+    meter.add(snap)
+    assert describe(snap, meter).endswith(", 1 not queued")
+    assert summary(snap, meter, 1.0).endswith(", 1 not queued")
+    both = from_paths("c", PathsProgress(total=3, dead=1, gone=2))
+    assert both.failed_text() == "1 dead, 2 lost"
+    assert from_paths("c", PathsProgress(total=3, done=3)).failed_text() == "0 dead"
 
 
 def test_units() -> None:

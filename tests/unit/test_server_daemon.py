@@ -9,14 +9,17 @@ from pathlib import Path
 
 from nix_push_queue.commands.daemon import listen_fds
 from nix_push_queue.config.model import Target
-from nix_push_queue.daemon.main import child_env, resolve_keys, sd_notify
-from nix_push_queue.daemon.uploader import TargetKeys
+from nix_push_queue.daemon.main import child_env, resolve_keys
+from nix_push_queue.daemon.sdnotify import sd_notify
+from nix_push_queue.daemon.storeurl import TargetKeys
 
 
 def target(name: str, secret: str | None = "/etc/nix/key.sec") -> Target:
     return Target(name=name, url="ssh-ng://builder", secret_key_file=secret,
                   public_key=None, ssh_key_file="/etc/nix/ssh", credentials_file=None,
-                  compression=None, options=(), substitute=False, priority=None)
+                  compression=None, compression_level=None,
+                  parallel_compression=False, options=(), substitute=False, priority=None,
+                  transport="auto", environment_file=None)
 
 
 def test_credentials_directory_wins_over_configured_paths(tmp_path: Path) -> None:
@@ -56,3 +59,19 @@ def test_child_env_drops_systemd_variables() -> None:
     env = {"PATH": "/bin", "NIX_STORE_DIR": "/s", "LISTEN_FDS": "1", "LISTEN_PID": "9",
            "NOTIFY_SOCKET": "/run/n", "CREDENTIALS_DIRECTORY": "/run/c"}
     assert child_env(env) == {"PATH": "/bin", "NIX_STORE_DIR": "/s"}
+
+
+def test_the_daemons_aws_files_come_from_credentials_then_config(tmp_path: Path) -> None:
+    from nix_push_queue.config import load_document
+    from nix_push_queue.daemon.s3.credentials import aws_files
+
+    config = load_document({"targets": [{"name": "s", "url": "s3://b"}],
+                            "service": {"aws_config_file": "/etc/aws/config",
+                                        "aws_shared_credentials_file": "/etc/aws/creds"}},
+                           "<test>")
+    assert aws_files(config, None) == {"AWS_CONFIG_FILE": "/etc/aws/config",
+                                       "AWS_SHARED_CREDENTIALS_FILE": "/etc/aws/creds"}
+    (tmp_path / "aws-config").write_text("[profile ci]\n")
+    assert aws_files(config, str(tmp_path)) == {
+        "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": "/etc/aws/creds"}

@@ -8,8 +8,10 @@ from nix_push_queue.nix.storepath import (
     MAX_NAME_LEN,
     NAME_CHARS,
     NIX_BASE32,
+    hash_part,
     is_derivation,
     is_store_path,
+    narinfo_name,
     problem,
 )
 
@@ -82,6 +84,14 @@ def test_is_derivation() -> None:
     assert is_derivation(f"{STORE}/{H}-x.drv", STORE)
     assert not is_derivation(f"{STORE}/{H}-x", STORE)
     assert not is_derivation(f"/tmp/{H}-x.drv", STORE)
+
+
+def test_cache_names() -> None:
+    """A cache names a path by its hash alone: a name with '-' in it changes nothing, and a
+    base name (a narinfo's References) gives the same as the whole path."""
+    assert hash_part(f"{STORE}/{H}-foo-bar-1.0") == H
+    assert hash_part(f"{H}-foo-bar-1.0") == H
+    assert narinfo_name(f"/tmp/t/store/{H}-x") == f"{H}.narinfo"
 
 
 hashes = st.text(alphabet=sorted(NIX_BASE32), min_size=32, max_size=32)

@@ -15,14 +15,9 @@ import pytest
 
 from nix_push_queue.config import Target, load_document
 from nix_push_queue.config.model import Filters
-from nix_push_queue.daemon.uploader import (
-    NixCopyUploader,
-    TargetKeys,
-    classify,
-    redact,
-    store_url,
-    summarize,
-)
+from nix_push_queue.daemon.nixerrors import classify, redact, summarize
+from nix_push_queue.daemon.storeurl import TargetKeys, store_url
+from nix_push_queue.daemon.uploader import NixCopyUploader
 from nix_push_queue.nix import runner
 
 
@@ -44,7 +39,28 @@ def test_binary_cache_url_gets_compression_options_and_secret_key() -> None:
 def test_url_keeps_existing_query_and_quotes_odd_key_paths() -> None:
     target = _target("s3://bucket?region=eu-west-1")
     url = store_url(target, TargetKeys(secret_key="/keys/a b&c=d.sec"))
-    assert url == "s3://bucket?region=eu-west-1&secret-key=/keys/a%20b%26c%3Dd.sec"
+    assert url == ("s3://bucket?region=eu-west-1&compression=zstd"
+                   "&secret-key=/keys/a%20b%26c%3Dd.sec")
+
+
+def test_compression_default_level_and_threads_become_url_params() -> None:
+    assert store_url(_target("file:///srv/c"), TargetKeys()) == "file:///srv/c?compression=zstd"
+    target = _target("file:///srv/c", compression="xz", compression_level=3,
+                     parallel_compression=True)
+    assert store_url(target, TargetKeys()) == (
+        "file:///srv/c?compression=xz&compression-level=3&parallel-compression=true")
+
+
+def test_users_own_compression_in_url_or_options_wins() -> None:
+    url = store_url(_target("file:///srv/c?compression=xz"), TargetKeys())
+    assert url == "file:///srv/c?compression=xz"
+    target = _target("file:///srv/c", options={"compression-level": 5}, compression_level=2)
+    assert store_url(target, TargetKeys()) == (
+        "file:///srv/c?compression-level=5&compression=zstd")
+
+
+def test_stores_that_are_not_binary_caches_get_no_compression() -> None:
+    assert store_url(_target("ssh-ng://builder"), TargetKeys()) == "ssh-ng://builder"
 
 
 def test_ssh_url_gets_ssh_key_but_never_secret_key() -> None:
@@ -53,8 +69,9 @@ def test_ssh_url_gets_ssh_key_but_never_secret_key() -> None:
     assert url == "ssh-ng://builder@cache.example.org?ssh-key=/k/ssh"
 
 
-def test_file_url_without_keys_is_unchanged() -> None:
-    assert store_url(_target("file:///srv/cache"), TargetKeys()) == "file:///srv/cache"
+def test_file_url_without_keys_gets_only_the_compression() -> None:
+    url = store_url(_target("file:///srv/cache", compression="none"), TargetKeys())
+    assert url == "file:///srv/cache?compression=none"
 
 
 def test_redact_strips_key_parameters() -> None:
@@ -263,4 +280,5 @@ def test_excluded_and_gone_paths_are_not_copied(tmp_path: Path) -> None:
     assert result.gone == (gone,) and result.skipped == (drv,)
     assert result.sizes == {keep: 100}
     assert log.read_text().split() == [
-        "--extra-experimental-features", "nix-command", "copy", "--to", "file:///c", keep]
+        "--extra-experimental-features", "nix-command", "copy", "--to", "file:///c?compression=zstd",
+        keep]

@@ -97,12 +97,15 @@ def test_a_version_2_queue_is_upgraded_in_place(tmp_path: Path) -> None:
     with QueueStore(db) as s:
         s.enqueue([sp(1)], ["a"], 1.0)
     conn = sqlite3.connect(db)
-    conn.executescript("DROP INDEX jobs_priority; DROP INDEX jobs_recent;"
+    conn.executescript("DROP TABLE job_derivations; ALTER TABLE jobs DROP COLUMN again;"
+                       "DROP TABLE derivations; ALTER TABLE jobs DROP COLUMN output;"
+                       "ALTER TABLE lost DROP COLUMN reason;"
+                       "DROP INDEX jobs_priority; DROP INDEX jobs_recent;"
                        "ALTER TABLE jobs DROP COLUMN priority;"
                        "UPDATE schema_version SET version = 2;")
     conn.close()
     with QueueStore(db) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 3
+        assert s.schema_version() == SCHEMA_VERSION == 5
         assert s.prioritize([sp(1)]) == 1
         assert [j.path for j in s.claim("a", 1, 2.0)] == [sp(1)]
 

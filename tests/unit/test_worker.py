@@ -17,9 +17,10 @@ import pytest
 
 from nix_push_queue.config.model import GcRoots, Queue, Retry, Target
 from nix_push_queue.daemon.clock import FakeClock
+from nix_push_queue.daemon.derived import Derivations
 from nix_push_queue.daemon.store import QueueStore
 from nix_push_queue.daemon.uploader import UploadResult
-from nix_push_queue.daemon.worker import Worker, backoff_delay
+from nix_push_queue.daemon.worker import Worker, backoff_delay, split_even
 
 T0 = 1_000_000.0
 
@@ -31,16 +32,19 @@ def sp(i: int, name: str = "p") -> str:
 def target(name: str = "t") -> Target:
     return Target(name=name, url=f"file:///cache/{name}", secret_key_file=None,
                   public_key=None, ssh_key_file=None, credentials_file=None,
-                  compression=None, options=(), substitute=False, priority=None)
+                  compression=None, compression_level=None,
+                  parallel_compression=False, options=(), substitute=False, priority=None,
+                  transport="auto", environment_file=None)
 
 
 def queue(**kw: Any) -> Queue:
     retry = Retry(max_attempts=kw.pop("max_attempts", 5), initial_delay=5.0, max_delay=60.0,
                   jitter=kw.pop("jitter", 0.0))
     base = Queue(socket="/run/x.sock", socket_mode=0o660, socket_group=None, state_dir="/x",
-                 spool_dir="/x/spool", workers=1, batch_size=32, batch_wait=0.2,
+                 spool_dir="/x/spool", workers=1, reserved_cpus=0, batch_size=32, batch_wait=0.2,
                  upload_timeout=3600.0, stop_grace=30.0, retry=retry,
-                 gc_roots=GcRoots(enable=False, max_bytes=None, max_age=None))
+                 gc_roots=GcRoots(enable=False, max_bytes=None, max_age=None),
+                 staging_max_bytes=1 << 31)
     return replace(base, **kw)
 
 
@@ -60,8 +64,11 @@ class FakeUploader:
     running: int = 0
     max_running: int = 0
     cancelled: int = 0
+    derivations: list[dict[str, Sequence[tuple[str, str]]]] = field(default_factory=list)
 
-    async def upload(self, target: Target, paths: Sequence[str]) -> UploadResult:
+    async def upload(self, target: Target, paths: Sequence[str],
+                     derivations: Derivations | None = None) -> UploadResult:
+        self.derivations.append(dict(derivations or {}))
         self.calls.append(Call(self.clock.now(), target.name, tuple(paths)))
         self.running += 1
         self.max_running = max(self.max_running, self.running)
@@ -245,6 +252,40 @@ def test_a_short_queue_is_spread_over_idle_slots(store: QueueStore) -> None:
     run(main())
 
 
+def test_split_even_makes_exactly_as_many_chunks_as_slots() -> None:
+    # Each chunk returns one slot: chunks == slots taken, for every size (issue 22).
+    for n in range(1, 40):
+        for parts in range(1, n + 1):
+            chunks = split_even(list(range(n)), parts)
+            assert len(chunks) == parts
+            assert all(chunks)
+            assert [j for c in chunks for j in c] == list(range(n))
+            assert max(map(len, chunks)) - min(map(len, chunks)) <= 1
+
+
+def test_upload_slots_are_all_returned_after_short_queues(store: QueueStore) -> None:
+    """workers 8 under pushes of 9, 6, 4 and 256 paths: each burst runs as many uploads at
+    once as it can use, up to 8, and every slot comes back (main leaked 3 on the first)."""
+    async def main() -> list[int]:
+        clock = FakeClock(T0)
+        up = FakeUploader(clock, duration=10.0)
+        worker = make_worker(store, up, clock, workers=8, batch_wait=0.0)
+        worker.start()
+        peaks = []
+        for burst, n in enumerate((9, 6, 4, 256)):
+            up.max_running = 0
+            store.enqueue([sp(i, f"b{burst}") for i in range(n)], ["t"], clock.now())
+            worker.notify()
+            await clock.advance(200)
+            peaks.append(up.max_running)
+            assert worker.free_slots() == 8
+        assert set(states(store).values()) == {("done", 0)}
+        await worker.stop(grace=1)
+        return peaks
+
+    assert run(main()) == [8, 6, 4, 8]
+
+
 def test_a_long_queue_keeps_full_batches(store: QueueStore) -> None:
     async def main() -> None:
         clock = FakeClock(T0)
@@ -297,7 +338,8 @@ def test_stop_lets_a_running_upload_finish_within_grace(store: QueueStore) -> No
         clock = FakeClock(T0)
         gate = asyncio.Event()
 
-        async def slow_ok(target: Target, paths: Sequence[str]) -> UploadResult:
+        async def slow_ok(target: Target, paths: Sequence[str],
+                          derivations: Derivations | None = None) -> UploadResult:
             await gate.wait()
             return UploadResult("ok", "ok")
 
@@ -387,3 +429,43 @@ def test_metrics_and_sizes_are_reported(store: QueueStore) -> None:
                                ("t", "permanent", 2, None), ("t", "permanent", 1, None),
                                ("t", "ok", 1, 100)]
     assert metrics.settled == {"done": 3, "dead": 1}
+
+
+class SteppedClock:
+    """Wall time that can step back (an NTP correction, a wrong RTC at boot) while sleeps,
+    like asyncio's, run on a monotonic clock."""
+
+    def __init__(self, inner: FakeClock) -> None:
+        self.inner = inner
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return self.inner.now() - self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+def test_a_wall_clock_step_back_does_not_delay_retries(store: QueueStore) -> None:
+    """Confirmed on main (issue 22): next_attempt_at is wall-clock time, so after a step back
+    of an hour a 5 s backoff waited an hour. Now a row due later than the longest backoff
+    (max_delay 60 s, jitter 0) is due at once."""
+    async def main() -> None:
+        fake = FakeClock(T0)
+        clock = SteppedClock(fake)
+        failing = [True]
+        up = FakeUploader(fake, decide=lambda paths: UploadResult(
+            "transient" if failing.pop(0) else "ok", "x"))
+        worker = Worker(store, up, (target(),), queue(batch_wait=0.0), clock,
+                        rand=lambda: 0.0, offload=direct)
+        store.enqueue([sp(1)], ["t"], clock.now())
+        worker.start()
+        await fake.advance(1)
+        assert states(store) == {sp(1): ("pending", 1)}  # retry due in 5 s
+        clock.offset = 3600.0  # the wall clock steps back an hour
+        failing.append(False)
+        await fake.advance(70)
+        assert states(store) == {sp(1): ("done", 1)}
+        await worker.stop(grace=1)
+
+    run(main())

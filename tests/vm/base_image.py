@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from .cache import Cache, ImageError, atomic_dir, run_debootstrap, run_tool
+from .mirror import host_mirror
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ SUITES: dict[SuiteName, Suite] = {
     "bookworm": Suite("bookworm", "12", "3.11"),
     "trixie": Suite("trixie", "13", "3.13"),
 }
-MIRROR = "http://deb.debian.org/debian"
+# The host's own Debian mirror (tests/vm/mirror.py): a local mirror or proxy just works.
+MIRROR = host_mirror()
 # linux-image-cloud-amd64: the VM flavour boots faster than the generic kernel.
 # libdbi-perl: nix-bin's libdbd-sqlite3-perl needs the virtual perl-dbdabi-94, which
 # debootstrap's resolver cannot satisfy by itself. The names are the same in bookworm and trixie.

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from nix_push_queue.errors import NpqError
 
+from .mirror import host_proxy, proxy_env
+
 # Layers of a kind unused for this long are removed whenever that kind is looked up.
 STALE_AFTER = 3600.0
 STAMP = ".last-used"
@@ -74,8 +76,9 @@ class ImageError(NpqError):
         super().__init__(f"{' '.join(argv[:4])} ... exited {returncode}:\n{tail}")
 
 
-def run_tool(argv: list[str], *, timeout: float) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+def run_tool(argv: list[str], *, timeout: float, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                          env=env)
     if proc.returncode != 0:
         raise ImageError(argv, proc.returncode, proc.stdout + proc.stderr)
 
@@ -85,7 +88,7 @@ def run_debootstrap(argv: list[str], root: Path) -> None:
     roots both do). On failure its own message only names a log: the log's tail goes into
     the error, since that is what says what went wrong."""
     try:
-        run_tool(argv, timeout=1800)
+        run_tool(argv, timeout=1800, env=proxy_env(host_proxy()))
     except ImageError as exc:
         details = root / "debootstrap" / "debootstrap.log"
         text = details.read_text(errors="replace") if details.exists() else ""

@@ -28,6 +28,7 @@ from .spec import Drive, VmSpec
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mke2fs", "chroot")
 TIMINGS: list[tuple[str, float]] = []
+PANICS: list[str] = []  # boots the emulated kernel panicked, each booted again (qemu.py)
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -104,6 +105,8 @@ class VmPool:
         for vm in self.machines:
             TIMINGS.extend((f"{self.image.base.suite.name}: boot of {vm.name}", s)
                            for s in vm.boot_seconds)
+            PANICS.extend(f"{self.image.base.suite.name}: {vm.name}: {p}"
+                          for p in vm.boot_panics)
             vm.release()
 
 
@@ -122,3 +125,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("Debian VM timings")
         for what, seconds in TIMINGS:
             terminalreporter.write_line(f"{seconds:8.1f} s  {what}")
+        for panic in PANICS:
+            terminalreporter.write_line(f"boot panicked and was tried again: {panic}")

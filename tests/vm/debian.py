@@ -21,6 +21,10 @@ FILE_CACHE = "file:///srv/nix-cache"  # the guide's example target
 HTTP_CACHE = "http://127.0.0.1:8080"  # nginx inside the guest (its own network namespace)
 PUBLIC_KEY_FILE = "/etc/nix/cache-pub-key.pem"
 SERVICE = "nix-push-queue.service"
+GC_ROOTS = "/nix/var/nix/gcroots/nix-push-queue"  # docs/gc-roots.md
+
+# Starts the daemon when a build's hook spools (the hook connects to no socket).
+PATH_UNIT = "nix-push-queue.path"
 # A normal user's build: no root, so Nix goes through the nix-daemon, which runs the hook.
 USER_ENV = f"env -i HOME=/home/{USER} USER={USER} PATH=/usr/local/bin:/usr/bin:/bin"
 USER_BUILD = f"{USER_ENV} /usr/sbin/runuser -u {USER} -- nix-build --no-out-link"
@@ -55,6 +59,12 @@ config["queue"] = {"retry": {"initial_delay": 1, "max_delay": 4, "max_attempts":
 open(path, "w").write(yaml.safe_dump(config))
 EOF
 """
+
+
+
+def root_link(path: str) -> str:
+    """The hook's GC root for the store path `path` (docs/gc-roots.md)."""
+    return f"{GC_ROOTS}/{path.removeprefix('/nix/store/')}"
 
 
 def setup_http_cache(machine: Machine) -> None:
@@ -109,9 +119,12 @@ def unit_state(machine: Machine, unit: str) -> str:
 
 
 def socket_activation(machine: Machine, cache_url: str) -> steps.Built:
-    """The daemon does not run until the first build's hook connects to its socket."""
+    """The daemon does not run until the first build: the hook writes a spool entry and
+    connects to nothing, and the path unit (enabled by the guide's `enable` of the service,
+    `Also=`) starts the daemon."""
     machine.wait_for_unit(steps.SOCKET_UNIT)
-    # Earlier work may have started it: stop it, the socket keeps listening.
+    machine.wait_for_unit(PATH_UNIT)
+    # Earlier work may have started it: stop it, socket and path unit keep watching.
     machine.succeed(f"systemctl stop {SERVICE}")
     state = unit_state(machine, SERVICE)
     if state != "inactive":
@@ -120,6 +133,17 @@ def socket_activation(machine: Machine, cache_url: str) -> steps.Built:
     machine.wait_for_unit(SERVICE, timeout=300)
     steps.wait_pushed(machine, cache_url, [built], timeout=600)
     return built
+
+
+def collect_keeps(machine: Machine, prefix: str, built: list[steps.Built]) -> None:
+    """`nix-collect-garbage` keeps `built` (rooted) and deletes an unrooted control path added
+    just before: so the collection did run, and would have taken an unrooted path."""
+    control = machine.succeed(f"echo {prefix}-control $RANDOM$RANDOM > /tmp/{prefix}-control"
+                              f" && nix-store --add /tmp/{prefix}-control").strip()
+    machine.succeed("nix-collect-garbage", timeout=600)
+    machine.fail(f"test -e {shlex.quote(control)}")
+    for item in built:
+        machine.succeed(f"test -e {shlex.quote(item.path)}")
 
 
 def signed_by(machine: Machine, cache_url: str, path: str) -> list[str]:

@@ -18,7 +18,7 @@ from ..errors import (
     ProtocolError,
     WaitTimeout,
 )
-from ..wire import framing, spool
+from ..wire import framing, gcroots, spool
 from ..wire.protocol import (
     ChangedReply,
     DropRequest,
@@ -52,6 +52,7 @@ class Endpoint:
     store_dir: str = "/nix/store"
     spool_dir: str | None = None
     nix_bin_dir: str | None = None
+    roots_dir: str | None = None  # None: no GC roots (queue.gc_roots.enable false, no config)
 
 
 def endpoint(config_path: Path | None, socket_path: str | None) -> Endpoint:
@@ -64,7 +65,9 @@ def endpoint(config_path: Path | None, socket_path: str | None) -> Endpoint:
 
     config = load_config(path)
     return Endpoint(socket=socket_path or config.queue.socket, store_dir=config.nix.store_dir,
-                    spool_dir=config.queue.spool_dir, nix_bin_dir=config.nix.nix_bin_dir)
+                    spool_dir=config.queue.spool_dir, nix_bin_dir=config.nix.nix_bin_dir,
+                    roots_dir=(config.nix.gc_roots_dir if config.queue.gc_roots.enable
+                               else None))
 
 
 class ControlClient:
@@ -100,11 +103,13 @@ class ControlClient:
     def ping(self) -> None:
         self.request(PingRequest())
 
-    def enqueue(self, paths: Sequence[str], source: Source = "push") -> tuple[int, int]:
-        """(rows queued, rows skipped), over as many requests as needed."""
+    def enqueue(self, paths: Sequence[str], source: Source = "push", *,
+                force: bool = False) -> tuple[int, int]:
+        """(rows queued, rows skipped), over as many requests as needed. `force`: queue
+        again what the queue counts as uploaded (push --force)."""
         queued = skipped = 0
         for chunk in framing.split_paths(paths):
-            reply = self.request(EnqueueRequest(tuple(chunk), source))
+            reply = self.request(EnqueueRequest(tuple(chunk), source, force=force))
             if isinstance(reply, EnqueueReply):
                 queued, skipped = queued + reply.queued, skipped + reply.skipped
         return queued, skipped
@@ -125,6 +130,9 @@ class ControlClient:
     def drop(self, target: str | None, paths: Sequence[str] | None) -> int:
         return self._changed(DropRequest(target, tuple(paths) if paths else None))
 
+    def drop_orphaned(self) -> int:
+        return self._changed(DropRequest(orphaned=True))
+
     def _changed(self, request: Request) -> int:
         reply = self.request(request)
         return reply.changed if isinstance(reply, ChangedReply) else 0
@@ -133,13 +141,27 @@ class ControlClient:
 # -- push (what to push: pushpaths.py) -------------------------------------------------------
 
 
-def push(client: ControlClient, paths: Sequence[str], ep: Endpoint) -> tuple[int, int, bool]:
-    """Enqueue; when the daemon is down, spool instead. Returns (queued, skipped, spooled)."""
+def push(client: ControlClient, paths: Sequence[str], ep: Endpoint, *, force: bool = False,
+         roots: Sequence[str] | None = None) -> tuple[int, int, bool]:
+    """Enqueue; when the daemon is down (or refuses for a reason of its own), root the paths
+    (`roots`, when `paths` holds derivation installables: their outputs) as the hook does
+    (nothing else protects them until the daemon ingests them) and spool them. Returns
+    (queued, skipped, spooled). The daemon roots what it queues before it answers."""
+    roots = paths if roots is None else roots
     try:
-        queued, skipped = client.enqueue(paths, "push")
-    except DaemonUnavailable as exc:
-        if ep.spool_dir is None:
+        queued, skipped = client.enqueue(paths, "push", force=force)
+    except (DaemonUnavailable, ProtocolError) as exc:
+        # A refusal that is the daemon's problem (its disk is full) spools too, as the hook
+        # does; a refusal of the paths themselves is the user's to fix.
+        if ep.spool_dir is None or (isinstance(exc, ProtocolError) and exc.code != "internal"):
             raise
+        if ep.roots_dir is not None:
+            rooted, problem = gcroots.root_all(ep.roots_dir, roots)
+            if problem is not None:
+                log.warning("cannot make %d path(s) GC roots in %s: %s; a garbage collection "
+                            "before the daemon starts may delete them (run push as a user "
+                            "who may write there, see docs/gc-roots.md)",
+                            len(roots) - rooted, ep.roots_dir, problem)
         written = spool.write_spool(ep.spool_dir, list(paths))
         log.warning("%s; wrote %d path(s) to the spool (%s); the daemon ingests them when "
                     "it starts", exc, len(paths), written)
@@ -152,6 +174,12 @@ def push(client: ControlClient, paths: Sequence[str], ep: Endpoint) -> tuple[int
 
 def busy(stats: dict[str, TargetStats]) -> int:
     return sum(s.pending + s.inflight for s in stats.values())
+
+
+def configured(stats: dict[str, TargetStats]) -> dict[str, TargetStats]:
+    """The targets in the daemon's config: an orphaned target's rows are nobody's to upload,
+    so `wait` neither waits for nor fails on them (`status` shows them; `drop --orphaned`)."""
+    return {name: s for name, s in stats.items() if not s.orphaned}
 
 
 def wait_drained(client: ControlClient, *, timeout: float | None, poll: float = 0.5,
@@ -167,7 +195,7 @@ def wait_drained(client: ControlClient, *, timeout: float | None, poll: float = 
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         reply = _status_by(client, deadline, timeout)
-        stats = dict(reply.targets)
+        stats = configured(dict(reply.targets))
         spooled, spool_note = _spool_backlog(reply.spool, spool_dir)
         if on_poll is not None:
             on_poll(stats)
@@ -181,13 +209,16 @@ def wait_drained(client: ControlClient, *, timeout: float | None, poll: float = 
         log.warning("%d spool entr%s could not be ingested and were moved aside; see "
                     "`nix-push-queue status` and the daemon's log", reply.spool.quarantined,
                     "y" if reply.spool.quarantined == 1 else "ies")
-    lost_paths(stats)
+    # Dead letters take precedence over lost paths (docs/ci.md; `wait --paths` alike).
     dead = {name: s for name, s in stats.items() if s.dead}
     if dead:
         parts = [f"{name}: {s.dead} dead (last error: {s.last_error or '-'})"
                  for name, s in sorted(dead.items())]
+        parts += [f"{name}: {s.gone} lost (garbage-collected before upload)"
+                  for name, s in sorted(stats.items()) if s.gone]
         raise DeadLetters("queue drained with dead letters; see `nix-push-queue status`, then "
                           "`retry` or `drop`: " + "; ".join(parts))
+    lost_paths(stats)
     return stats
 
 
@@ -224,9 +255,10 @@ def lost_paths(stats: dict[str, TargetStats]) -> None:
     lost = {name: s for name, s in stats.items() if s.gone}
     if lost:
         parts = [f"{name}: {s.gone} gone ({s.released} after the GC roots cap released "
-                 "them)" for name, s in sorted(lost.items())]
-        raise PathsLost("queue drained, but paths left the local store before their upload "
-                        "(garbage-collected); they are not in the cache: " + "; ".join(parts)
+                 f"them; last error: {s.last_error or '-'})" for name, s in sorted(lost.items())]
+        raise PathsLost("queue drained, but paths were lost before their upload (they left "
+                        "the local store, or a derivation's outputs could not be resolved); "
+                        "they are not in the cache: " + "; ".join(parts)
                         + ". Rebuild and push them, then acknowledge with `nix-push-queue "
                         "drop` (see `status`)")
 

@@ -35,11 +35,20 @@ class Snapshot:
     bytes_total: int | None = None
     bytes_left: int | None = None
     daemon_rate: float | None = None
+    # `failed` by kind, as the wait's final message counts them; () means all dead letters
+    kinds: tuple[tuple[str, int], ...] = ()
+
+    def failed_text(self) -> str:
+        """`0 dead`, `2 dead`, `1 dead, 1 lost`, `1 not queued`: never a path that was
+        never queued called dead."""
+        named = [f"{n} {kind}" for kind, n in self.kinds if n]
+        return ", ".join(named) if named else f"{self.failed} dead"
 
 
 def from_paths(name: str, p: PathsProgress) -> Snapshot:
     return Snapshot(name, p.settled, p.total, p.dead + p.gone + p.missing, p.retries,
-                    p.bytes_done, p.bytes_total if p.unsized == 0 else None)
+                    p.bytes_done, p.bytes_total if p.unsized == 0 else None,
+                    kinds=(("dead", p.dead), ("lost", p.gone), ("not queued", p.missing)))
 
 
 class QueueTracker:
@@ -53,10 +62,12 @@ class QueueTracker:
         for name, s in sorted(stats.items()):
             base = self._base.setdefault(name, s)
             done = max(0, s.done + s.skipped - base.done - base.skipped)
-            failed = max(0, s.dead - base.dead) + max(0, s.gone - base.gone)
+            dead, gone = max(0, s.dead - base.dead), max(0, s.gone - base.gone)
             left = s.bytes_pending if s.unsized_pending == 0 else None
-            out.append(Snapshot(name, done, done + failed + s.pending + s.inflight, failed,
-                                bytes_left=left, daemon_rate=s.recent_bytes / RATE_WINDOW))
+            out.append(Snapshot(name, done, done + dead + gone + s.pending + s.inflight,
+                                dead + gone, bytes_left=left,
+                                daemon_rate=s.recent_bytes / RATE_WINDOW,
+                                kinds=(("dead", dead), ("lost", gone))))
         return out
 
 
@@ -139,7 +150,7 @@ def describe(snap: Snapshot, meter: Meter) -> str:
         parts.append(f"ETA {human_seconds(eta)}")
     if snap.retries is not None:
         parts.append(f"{snap.retries} retries")
-    parts.append(f"{snap.failed} dead")
+    parts.append(snap.failed_text())
     return ", ".join(parts)
 
 
@@ -155,7 +166,7 @@ def summary(snap: Snapshot, meter: Meter, elapsed: float) -> str:
         text += f" in {human_seconds(elapsed)}"
     if snap.retries is not None:
         text += f", {snap.retries} retries"
-    return text + f", {snap.failed} dead"
+    return text + f", {snap.failed_text()}"
 
 
 class View(Protocol):

@@ -52,6 +52,29 @@ def store_paths(args: Sequence[str], ep: Endpoint, *, closure: bool) -> list[str
     return unique
 
 
+def named_paths(args: Sequence[str], store_dir: str, *,
+                derivations: bool = False) -> list[str]:
+    """The store paths named (`wait --paths`, `retry`, `drop`), well formed, links such as
+    `./result` followed; unlike `push`, not necessarily still in the store (a path lost to
+    garbage collection is what a wait reports and a drop acknowledges). With `derivations`,
+    derivation installables too (`drop DRV^*` of one whose outputs were not resolved)."""
+    from ..nix import installable
+
+    if derivations and (drvs := [a for a in args if installable.split(a) is not None]):
+        for arg in drvs:
+            problem = installable.problem(arg, store_dir)
+            if problem is not None:
+                raise ProtocolError(f"{arg}: {problem}", "bad_path")
+        rest = named_paths([a for a in args if a not in drvs], store_dir)
+        return list(dict.fromkeys([*rest, *map(installable.normalize, drvs)]))
+    paths = [top_store_path(arg, store_dir) for arg in args]
+    for path in paths:
+        problem = storepath.problem(path, store_dir)
+        if problem is not None:
+            raise ProtocolError(f"{path}: {problem}", "bad_path")
+    return list(dict.fromkeys(paths))
+
+
 def top_store_path(arg: str, store_dir: str) -> str:
     """The store path `arg` names or lies in; `arg` itself when it is not under the store
     (the caller's check then says so)."""

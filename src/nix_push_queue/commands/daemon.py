@@ -52,6 +52,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         credentials_dir=env.get("CREDENTIALS_DIRECTORY") or None,
         listen_fds=listen_fds(env, os.getpid()),
         notify_socket=env.get("NOTIFY_SOCKET") or None,
+        config_file=str(args.config.absolute()),
     )
     if args.stop_grace is not None:
         from dataclasses import replace

@@ -18,6 +18,7 @@ from ._types import seconds
 from .validate import EVAL_TIMEOUT_HELP
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..generate import GenerateOptions
 
 
@@ -46,6 +47,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="overwrite files that nix-push-queue did not write")
     parser.add_argument("--eval-timeout", type=seconds, default=None, metavar="SECONDS",
                         help=EVAL_TIMEOUT_HELP)
+    parser.add_argument("--allow-untrusted-hook", action="store_true",
+                        help="write the files even though the trust check fails (a file root "
+                             "would run, or the daemon trusts, can be changed by another "
+                             "user; docs/security.md); the problems are still printed")
     parser.add_argument("--dry-run", action="store_true",
                         help="check everything and print what would change; write nothing")
 
@@ -108,7 +113,7 @@ def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str)
     from ..config import load_config_source, locate
     from ..config.limits import EVAL_TIMEOUT
     from ..errors import ConfigError
-    from ..generate import generate_files
+    from ..generate import HOOK, generate_files
     from ..generate.include import add_include, check_include
     from ..generate.writer import write_tree
 
@@ -118,6 +123,7 @@ def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str)
         files = generate_files(config, options)
     except ConfigError as exc:
         raise locate(exc, source) from None
+    _check_trust(args, options, config, next((f.text for f in files if f.path == HOOK), None))
     added: list[bool] = []
 
     def include() -> None:
@@ -132,10 +138,11 @@ def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str)
     verb = "would " if args.dry_run else ""
     for change in changes:
         print(f"{verb}{change.action:9} {args.out / change.path}")
-    if not args.dry_run and any(c.path.endswith((".service", ".socket"))
+    if not args.dry_run and any(c.path.endswith((".service", ".socket", ".path"))
                                 and c.action != "unchanged" for c in changes):
         print("units changed: run `systemctl daemon-reload`, then "
-              "`systemctl enable --now nix-push-queue.socket nix-push-queue.service`")
+              "`systemctl enable --now nix-push-queue.socket nix-push-queue.path "
+              "nix-push-queue.service`")
     if not args.dry_run and args.flavor == "debian" and any(
             c.path.endswith(("tmpfiles.d/nix-push-queue.conf", "sysusers.d/nix-push-queue.conf"))
             and c.action != "unchanged" for c in changes):
@@ -149,6 +156,36 @@ def _generate(args: argparse.Namespace, options: GenerateOptions, fragment: str)
         else:
             print(f"{args.include_into}: already includes {fragment}")
     return 0
+
+
+def _check_trust(args: argparse.Namespace, options: GenerateOptions, config: Config,
+                 wrapper: str | None) -> None:
+    """Refuse (or, with --allow-untrusted-hook, warn on every run) when root would run, or
+    the daemon trust, a file another user can change. The NixOS flavor is rendered inside a
+    Nix build, which is not the host: there every file is a store path, and the daemon
+    checks the host when it starts (`status` shows it)."""
+    import sys
+
+    from ..errors import TrustError
+    from ..trust import Subjects, check, owners_for
+
+    if args.flavor == "nixos":
+        return
+    in_place = args.out.resolve() == Path(options.prefix).resolve()
+    hook_dir = str(Path(options.paths().hook).parent)
+    report = check(Subjects(config=config if config.targets else None,
+                            wrapper_text=wrapper,  # what it runs, as written
+                            wrapper_dir=hook_dir if in_place and wrapper else None,
+                            config_file=options.paths().config if in_place else None),
+                   owners_for(config))
+    if report.ok:
+        return
+    if not args.allow_untrusted_hook:
+        raise TrustError("\n".join([*report.lines()[1:], "refusing to write the files: fix "
+                                     "the above, or pass --allow-untrusted-hook to write "
+                                     "them anyway"]))
+    for line in report.lines():
+        print(f"warning: {line} (--allow-untrusted-hook)", file=sys.stderr)
 
 
 def _usage(message: str) -> int:

@@ -1,7 +1,8 @@
 """`nix-push-queue status [--json]`: per target pending, uploading, done, dead, skipped,
 oldest pending age, bytes pending, the upload rate over the last minute and last error (the
 daemon's `status` op), and why the daemon's Nix cannot upload to a target, if it cannot
-(`unsupported`, e.g. s3:// on a Nix without S3)."""
+(`unsupported`, e.g. s3:// on a Nix without S3), and targets no longer in its config whose
+rows are left (`orphaned`)."""
 
 from __future__ import annotations
 
@@ -27,26 +28,38 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     stats, spool = dict(reply.targets), reply.spool
     if args.json:
         doc = {"targets": {n: _json(s) for n, s in sorted(stats.items())},
-               "spool": dataclasses.asdict(spool) if spool is not None else None}
+               "spool": dataclasses.asdict(spool) if spool is not None else None,
+               "trust": list(reply.trust) if reply.trust is not None else None}
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
-    # GONE: left the local store before its upload (lost, until `drop`); RELEASED: its GC
+    # GONE: lost before its upload, until `drop`: it left the local store, or (a derivation
+    # the hook could not name the outputs of) Nix could not resolve it; the reason is the
+    # target's last error. RELEASED: its GC
     # root was released by the cap (queue.gc_roots), still queued or gone since.
     # BYTES: NAR bytes pending or uploading ("+": some not measured yet); RATE: uploaded
     # over the last minute.
     header = ("TARGET", "PENDING", "UPLOADING", "DONE", "DEAD", "SKIPPED", "GONE", "RELEASED",
               "OLDEST", "BYTES", "RATE")
     rows = [header] + [
-        (name, str(s.pending), str(s.inflight), str(s.done), str(s.dead), str(s.skipped),
-         str(s.gone), str(s.released), _age(s.oldest_pending_age), _bytes(s), _rate(s))
+        (name + (" (orphaned)" if s.orphaned else ""), str(s.pending), str(s.inflight),
+         str(s.done), str(s.dead), str(s.skipped), str(s.gone), str(s.released),
+         _age(s.oldest_pending_age), _bytes(s), _rate(s))
         for name, s in sorted(stats.items())
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for name, s in sorted(stats.items()):
+        if (line := _transport_line(name, s)) is not None:
+            print(line)
+    for name, s in sorted(stats.items()):
         if s.unsupported:
             print(f"unsupported {name}: {s.unsupported}")
+    for name, s in sorted(stats.items()):
+        if s.orphaned:
+            print(f"orphaned {name}: not in the daemon's config any more; nobody uploads its "
+                  f"{s.pending + s.inflight + s.dead} open row(s) and `wait` ignores them; "
+                  "`nix-push-queue drop --orphaned` deletes them")
     for name, s in sorted(stats.items()):
         if s.last_error:
             when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_error_at))
@@ -54,7 +67,20 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(f"last error {name} ({when}): {s.last_error}")
     if spool is not None:
         print(_spool_line(spool, ep.spool_dir))
+    # The daemon's trust check at start (docs/security.md); absent from older daemons.
+    for line in reply.trust or ():
+        print(line)
     return 0
+
+
+def _transport_line(name: str, s: TargetStats) -> str | None:
+    """An S3 target's transport and why, and what its staged files hold of the cap."""
+    if s.transport and s.staging_max_bytes is not None:
+        return (f"transport {name}: {s.transport}; staging holds "
+                f"{human_bytes(s.staging_bytes)} of {human_bytes(s.staging_max_bytes)}")
+    if s.transport and s.transport.startswith("nix (auto"):
+        return f"transport {name}: {s.transport}"
+    return None
 
 
 def _spool_line(spool: SpoolStats, spool_dir: str | None) -> str:

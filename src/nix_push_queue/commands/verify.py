@@ -51,6 +51,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         from ..verify.procedure import run_with_config
 
         config = load_config(args.config)
-        run_with_config(config, args.target, env, timeout=args.timeout, write=_write)
+        run_with_config(config, args.target, env, timeout=args.timeout, write=_write,
+                        config_file=str(args.config))
     _write(f"verify: all steps passed ({time.monotonic() - started:.1f} s)\n")
     return 0

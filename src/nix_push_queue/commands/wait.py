@@ -33,10 +33,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ..client.control import wait_drained
     from ..client.progressview import QueueTracker, open_view
+    from ..client.pushpaths import named_paths
 
     client, ep = connect(args)
     if args.paths is not None:
-        wait_for_paths(client, _named_paths(args.paths, ep.store_dir), args.timeout, "wait",
+        wait_for_paths(client, named_paths(args.paths, ep.store_dir), args.timeout, "wait",
                        env)
         return 0
     view = open_view(sys.stderr, "wait", env)
@@ -49,21 +50,6 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     done = sum(s.done for s in stats.values())
     print(f"queue empty ({done} path(s) uploaded over the queue's lifetime)")
     return 0
-
-
-def _named_paths(args: Sequence[str], store_dir: str) -> list[str]:
-    """The store paths named, well formed; unlike `push`, not necessarily still in the store
-    (a path lost to garbage collection is what the wait must report)."""
-    from ..client.pushpaths import top_store_path
-    from ..errors import ProtocolError
-    from ..nix import storepath
-
-    paths = [top_store_path(arg, store_dir) for arg in args]
-    for path in paths:
-        problem = storepath.problem(path, store_dir)
-        if problem is not None:
-            raise ProtocolError(f"{path}: {problem}", "bad_path")
-    return list(dict.fromkeys(paths))
 
 
 def wait_for_paths(client: ControlClient, paths: Sequence[str], timeout: float | None,

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 Scheme = Literal["file", "http", "https", "s3", "ssh", "ssh-ng"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+TransportSetting = Literal["auto", "nix", "boto3"]
 BINARY_CACHE_SCHEMES: frozenset[str] = frozenset({"file", "http", "https", "s3"})
 
 
@@ -21,10 +22,14 @@ class Target:
     public_key: str | None
     ssh_key_file: str | None
     credentials_file: str | None
-    compression: str | None
+    compression: str | None  # used only by binary caches (daemon/storeurl.py)
+    compression_level: int | None  # None: the method's own default
+    parallel_compression: bool
     options: tuple[tuple[str, str], ...]
     substitute: bool
     priority: int | None
+    transport: TransportSetting
+    environment_file: str | None
 
     @property
     def scheme(self) -> Scheme:
@@ -83,12 +88,14 @@ class Queue:
     state_dir: str
     spool_dir: str
     workers: int
+    reserved_cpus: int
     batch_size: int
     batch_wait: float
     upload_timeout: float
     stop_grace: float
     retry: Retry
     gc_roots: GcRoots
+    staging_max_bytes: int
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,8 @@ class Service:
     group: str | None
     supplementary_groups: tuple[str, ...]
     log_level: LogLevel
+    aws_config_file: str | None
+    aws_shared_credentials_file: str | None
 
 
 @dataclass(frozen=True)
@@ -148,9 +157,13 @@ def _target(d: dict[str, Any]) -> Target:
         ssh_key_file=d.get("ssh_key_file"),
         credentials_file=d.get("credentials_file"),
         compression=d.get("compression"),
+        compression_level=d.get("compression_level"),
+        parallel_compression=d["parallel_compression"],
         options=tuple((k, _option_text(v)) for k, v in sorted(d["options"].items())),
         substitute=d["substitute"],
         priority=d.get("priority"),
+        transport=d["transport"],
+        environment_file=d.get("environment_file"),
     )
 
 
@@ -190,6 +203,7 @@ def from_document(d: dict[str, Any]) -> Config:
             state_dir=q["state_dir"],
             spool_dir=q["spool_dir"],
             workers=q["workers"],
+            reserved_cpus=q["reserved_cpus"],
             batch_size=q["batch_size"],
             batch_wait=float(q["batch_wait"]),
             upload_timeout=float(q["upload_timeout"]),
@@ -201,6 +215,7 @@ def from_document(d: dict[str, Any]) -> Config:
                 jitter=float(r["jitter"]),
             ),
             gc_roots=_gc_roots(q["gc_roots"]),
+            staging_max_bytes=q["staging_max_bytes"],
         ),
         filters=Filters(
             exclude=tuple(d["filters"]["exclude"]),
@@ -213,6 +228,8 @@ def from_document(d: dict[str, Any]) -> Config:
             group=d["service"]["group"],
             supplementary_groups=tuple(d["service"]["supplementary_groups"]),
             log_level=d["service"]["log_level"],
+            aws_config_file=d["service"].get("aws_config_file"),
+            aws_shared_credentials_file=d["service"].get("aws_shared_credentials_file"),
         ),
         document=d,
     )

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..config.model import Queue, Retry, Target
+from ..errors import QueueFull
 from .clock import Clock
 from .store import Job, QueueStore
 from .uploader import Uploader, UploadResult
@@ -27,6 +28,8 @@ Offload = Callable[..., Awaitable[Any]]
 
 # How often a refused release (disk full, database locked) is tried again.
 RELEASE_RETRY = 1.0
+# How often an outcome the full disk refused is tried again (the full-disk rule).
+FULL_RETRY = 1.0
 
 
 class WorkerMetrics(Protocol):
@@ -109,7 +112,8 @@ class BatchRunner:
         paths = [j.path for j in jobs]
         started = self._clock.now()
         try:
-            result = await self._uploader.upload(target, paths)
+            derivations = await self._offload(self._store.derivations_of, paths)
+            result = await self._uploader.upload(target, paths, derivations)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -124,7 +128,7 @@ class BatchRunner:
             return result, rest
         sizes = self._sizes(rest, result.sizes)
         if rest:
-            await self._offload(self._complete, rest, now, sizes)
+            await self._record(target, self._complete, rest, now, sizes)
             self._count(target, "done", len(rest))
             log.info("target %s: uploaded %d path(s) in %.2f s", target.name, len(rest),
                      now - started)
@@ -150,14 +154,39 @@ class BatchRunner:
             for path in sorted(gone):
                 log.info("target %s: %s is no longer in the store (garbage-collected); "
                          "dropped from the queue", target.name, path)
-            await self._offload(self._store.forget, gone_ids, "garbage-collected")
+            await self._record(target, self._store.forget, gone_ids, "garbage-collected")
             self._count(target, "gone", len(gone_ids))
         skipped_ids = [j.id for j in jobs if j.path in skipped and j.path not in gone]
         if skipped_ids:
             log.info("target %s: skipped %d path(s) served by an upstream cache",
                      target.name, len(skipped_ids))
-            await self._offload(self._skip, [j for j in jobs if j.id in set(skipped_ids)], now)
+            await self._record(target, self._skip,
+                               [j for j in jobs if j.id in set(skipped_ids)], now)
             self._count(target, "skipped", len(skipped_ids))
+
+    async def _record(self, target: Target, write: Callable[..., object], *args: Any) -> None:
+        """Record an outcome. The full-disk rule: while the disk refuses (QueueFull) the
+        outcome is held here and tried again every FULL_RETRY seconds; its rows stay
+        inflight in the database, so `status` and `wait` see them as uploading, and they
+        are settled as soon as a write fits. On stop, the rows go back to pending at the
+        next start (an upload done twice costs a `nix copy` of paths the cache has)."""
+        held = 0
+        while True:
+            try:
+                await self._offload(write, *args)
+            except QueueFull as exc:
+                if held == 0:
+                    log.warning("target %s: the queue's disk is full (%s); holding the "
+                                "outcome until there is space", target.name, exc)
+                held += 1
+                if self._stopping():
+                    raise
+                await self._clock.sleep(FULL_RETRY)
+                continue
+            if held:
+                log.info("target %s: space is back; recorded an outcome held %d s",
+                         target.name, held * FULL_RETRY)
+            return
 
     def _complete(self, jobs: Sequence[Job], now: float, sizes: Mapping[int, int]) -> None:
         self._store.complete([j.id for j in jobs], now, sizes=sizes or None)
@@ -175,11 +204,13 @@ class BatchRunner:
         try:
             self._roots.settled([j.path for j in jobs])
         except Exception as exc:
-            log.warning("releasing GC roots after an upload failed: %s", exc)
+            log.warning("could not release the GC roots of %d settled path(s) (%s); the "
+                        "periodic pass releases them", len(jobs), exc)
 
     async def _after_failure(self, target: Target, jobs: list[Job],
                              result: UploadResult) -> None:
-        if len(jobs) == 1 or self._stopping():
+        # target_wide: the target refused its credentials; every half would fail alike.
+        if len(jobs) == 1 or result.target_wide or self._stopping():
             await self._record_failure(target, jobs, result)
             return
         middle = len(jobs) // 2
@@ -208,14 +239,15 @@ class BatchRunner:
         for attempts, group in sorted(by_attempts.items()):
             ids = [j.id for j in group]
             if result.kind == "permanent" or attempts >= policy.max_attempts:
-                await self._offload(self._store.fail, ids, result.message, now, None)
+                await self._record(target, self._store.fail, ids, result.message, now, None)
                 self._count(target, "dead", len(ids))
                 for job in group:
                     log.error("target %s: %s is a dead letter after %d attempt(s): %s",
                               target.name, job.path, attempts, result.message)
                 continue
             delay = backoff_delay(policy, attempts, self._rand())
-            await self._offload(self._store.fail, ids, result.message, now, now + delay)
+            await self._record(target, self._store.fail, ids, result.message, now,
+                               now + delay)
             self._count(target, "retry", len(ids))
             log.warning("target %s: %d path(s) failed (attempt %d/%d, %s), retry in %.1f s: %s",
                         target.name, len(ids), attempts, policy.max_attempts, result.kind,

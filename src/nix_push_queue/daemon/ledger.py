@@ -10,7 +10,6 @@ again.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -41,10 +40,15 @@ class RootedPath:
 
 
 class _Base(Protocol):
-    _lock: threading.Lock
-    _conn: sqlite3.Connection
+    _configured: str | None
 
     def _write(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def _read(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
+# Only rows of configured targets hold a root (admin.py: orphaned targets): the named
+# parameter :configured is a JSON list, or NULL for all.
 
 
 class RootLedger:
@@ -52,12 +56,13 @@ class RootLedger:
 
     def rooted_paths(self: _Base) -> list[RootedPath]:
         """Every path that should be a root now, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read("rooted paths") as conn:
+            rows = conn.execute(
                 "SELECT path, min(enqueued_at), max(size) FROM jobs WHERE state IN"
-                " ('pending', 'inflight', 'dead')"
-                " AND root_released_at IS NULL GROUP BY path ORDER BY min(enqueued_at), path"
-            ).fetchall()
+                " ('pending', 'inflight', 'dead') AND root_released_at IS NULL"
+                " AND (:configured IS NULL OR target IN (SELECT value FROM json_each(:configured)))"
+                " GROUP BY path ORDER BY min(enqueued_at), path",
+                {"configured": self._configured}).fetchall()
         return [RootedPath(p, float(since), size) for p, since, size in rows]
 
     def set_sizes(self: _Base, sizes: Mapping[str, int]) -> None:
@@ -78,21 +83,23 @@ class RootLedger:
 
     def uploaded(self: _Base, paths: Sequence[str]) -> set[str]:
         """Those of `paths` that have rows and every row done or skipped: every target has
-        them (or an upstream cache serves them)."""
+        them (or an upstream cache serves them). Orphaned rows do not count."""
         out = set()
-        with self._lock:
+        with self._read("uploaded paths") as conn:
             for path in paths:
-                row = self._conn.execute(
+                row = conn.execute(
                     "SELECT count(*), sum(state IN ('done', 'skipped')) FROM jobs"
-                    " WHERE path = ?", (path,)).fetchone()
+                    " WHERE path = :path AND (:configured IS NULL"
+                    " OR target IN (SELECT value FROM json_each(:configured)))",
+                    {"path": path, "configured": self._configured}).fetchone()
                 if row[0] and row[0] == row[1]:
                     out.add(path)
         return out
 
     def lost(self: _Base, target: str | None = None) -> list[tuple[str, str, bool]]:
         """(path, target, root released by the cap) of every lost row."""
-        with self._lock:
-            return [(p, t, bool(r)) for p, t, r in self._conn.execute(
+        with self._read("lost paths") as conn:
+            return [(p, t, bool(r)) for p, t, r in conn.execute(
                 "SELECT path, target, released FROM lost WHERE ?1 IS NULL OR target = ?1"
                 " ORDER BY at, path", (target,))]
 

@@ -2,43 +2,54 @@
 
 Start: open the queue (state_dir/queue.sqlite, directory mode 0700), put rows left inflight by
 a crash back to pending, ingest the spool, listen (socket activation or own socket), start the
-workers, tell systemd READY=1. Then poll the spool directory about once a second (a stat;
-files are only read when it changed). SIGTERM/SIGINT: stop accepting, let running uploads
-finish for up to the stop grace, release what did not finish, exit 0.
+workers, tell systemd READY=1. Then ingest spool entries as they arrive (spoolloop.py).
+SIGTERM/SIGINT: stop accepting, let running uploads finish for up to the stop grace, release
+what did not finish, exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.model import Config, Target
 from ..errors import DaemonError, NpqError
+from ..nix import priority, runner
 from ..wire.protocol import TargetStats
+from . import cachecheck, supervise
 from .clock import RealClock
+from .dbconn import CHECKPOINT_EVERY
 from .listen import bind_socket, inherited_socket, socket_inode, unlink_socket
 from .metrics import DaemonMetrics
+from .resolver import Resolver
 from .roots import EVERY as ROOTS_EVERY
 from .roots import keeper_for
+from .s3.credentials import aws_files
+from .sdnotify import sd_notify
 from .server import Intake, Server
 from .spooler import Spooler
+from .spoolloop import SpoolLoop
+from .statelock import StateLock
+from .stopwatch import SLACK, StopWatchdog, enable_stack_dumps
 from .store import QueueStore
+from .storeurl import TargetKeys
+from .transport import choose_all
+from .trusted import TrustState
 from .unsupported import check_targets, sweep_loop
-from .uploader import NixCopyUploader, TargetKeys
+from .uploader import NixCopyUploader
 from .worker import Worker
 
 log = logging.getLogger(__name__)
 
-SPOOL_POLL = 1.0  # seconds between looks at the spool directory
-SPOOL_FORCE = 60.0  # ingest even without a visible directory change this often
 STATUS_EVERY = 10.0  # seconds between STATUS= updates to systemd
 # Variables meant for this process only; `nix copy` children must not see them.
 _PRIVATE_ENV = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
@@ -53,12 +64,14 @@ class DaemonOptions:
     listen_fds: tuple[int, ...] = ()
     notify_socket: str | None = None
     stop_grace: float | None = None  # None: the config's queue.stop_grace
+    config_file: str | None = None  # for the trust check (trusted.py)
 
 
 def resolve_keys(targets: Sequence[Target], credentials_dir: str | None
                  ) -> dict[str, TargetKeys]:
     """Key files per target: `$CREDENTIALS_DIRECTORY/<target>-secret-key` (`-ssh-key`,
-    `-credentials`) when systemd's LoadCredential put one there, else the configured path."""
+    `-credentials`, `-aws-env`) when systemd's LoadCredential put one there, else the
+    configured path."""
 
     def pick(target: Target, suffix: str, configured: str | None) -> str | None:
         if credentials_dir:
@@ -69,31 +82,13 @@ def resolve_keys(targets: Sequence[Target], credentials_dir: str | None
 
     return {t.name: TargetKeys(secret_key=pick(t, "secret-key", t.secret_key_file),
                                ssh_key=pick(t, "ssh-key", t.ssh_key_file),
-                               credentials=pick(t, "credentials", t.credentials_file))
+                               credentials=pick(t, "credentials", t.credentials_file),
+                               aws_env=pick(t, "aws-env", t.environment_file))
             for t in targets}
 
 
 def child_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in _PRIVATE_ENV}
-
-
-def sd_notify(address: str | None, message: str) -> bool:
-    """systemd's notify protocol: one datagram to $NOTIFY_SOCKET ('@' = abstract namespace).
-    Returns False when there is no socket or it cannot be reached (never fatal)."""
-    if not address:
-        return False
-    target = "\0" + address[1:] if address.startswith("@") else address
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            # Never block the event loop on the reader: once its queue is full (10 datagrams
-            # by default) a blocking send waits for it, and the daemon stops answering.
-            sock.setblocking(False)
-            sock.connect(target)
-            sock.sendall(message.encode())
-    except OSError as exc:
-        log.warning("sd_notify to %s failed: %s", address, exc.strerror)
-        return False
-    return True
 
 
 class Daemon:
@@ -104,28 +99,66 @@ class Daemon:
                               "host needs no daemon)")
         self.options = options
         self.config = config
+        self.watchdog: StopWatchdog | None = None  # armed once the stop begins
         self._names = tuple(t.name for t in config.targets)
         self._stop = asyncio.Event()
-        self.store = _open_store(Path(config.queue.state_dir), Path(config.queue.spool_dir))
+        self.lock = _lock_state(Path(config.queue.state_dir), Path(config.queue.spool_dir))
+        try:
+            self.store = QueueStore(Path(config.queue.state_dir) / "queue.sqlite")
+        except BaseException:
+            self.lock.release()
+            raise
+        self.store.configure(self._names)  # rows of other targets are orphaned (admin.py)
         self.metrics = DaemonMetrics(stats=self._stats)
-        self._child_env = child_env(options.env)
+        aws = aws_files(config, options.credentials_dir)
+        os.environ.update(aws)  # boto3 reads the process environment
+        self._child_env = {**child_env(options.env), **aws}
         # Targets this Nix cannot upload to (s3:// without S3 support): no worker; their
         # rows become dead letters (unsupported.py).
-        self.unsupported = check_targets(config.targets, config.nix.nix_bin_dir,
-                                         self._child_env)
+        support, self.transports = choose_all(config.targets, config.nix.nix_bin_dir,
+                                              self._child_env)
+        self.unsupported = check_targets(config.targets, support, self.transports)
         self.roots = keeper_for(config, self.store, self._child_env, self.metrics)
+        keys = resolve_keys(config.targets, options.credentials_dir)
+        uploader = NixCopyUploader.from_config(config, self._child_env, keys, self.transports)
+        staging = uploader.staging
+        boto3_has = {n: uploader.s3_has for n, c in self.transports.items()
+                     if c.name == "boto3"}
+        if staging is not None and any(c.name == "boto3" for c in self.transports.values()):
+            staging.clear()  # what a killed daemon's batches left
+            self.metrics.watch_s3(staging.held, staging.max_bytes, uploader.s3_traffic,
+                                  [n for n, c in self.transports.items() if c.name == "boto3"])
+        # Builds get the reserved CPUs while they run (nix/priority.py): the hook's entries
+        # say when; every `nix` child started from here on asks (runner.share_cpus).
+        self.cpus = priority.CpuShare(config.queue.reserved_cpus, os.sched_getaffinity(0))
+        runner.share_cpus(self.cpus)
+        if self.cpus.narrow is not None:  # every thread; later ones inherit it
+            priority.pin_process(os.getpid(), self.cpus.narrow)
         self.intake = Intake(self.store, config.nix.store_dir, self._names,
                              config.filters.exclude, time.time, self.metrics,
+                             build_seen=self.cpus.build_seen,
                              unsupported=self.unsupported,
-                             roots=self.roots.root if self.roots is not None else None)
-        uploader = NixCopyUploader.from_config(
-            config, self._child_env, resolve_keys(config.targets, options.credentials_dir))
+                             roots=self.roots.root if self.roots is not None else None,
+                             lacking=cachecheck.for_config(config, self._child_env,
+                                                           keys, boto3_has).lacking,
+                             transports={n: str(c) for n, c in self.transports.items()},
+                             staging=staging.held if staging is not None else None,
+                             staging_max=staging.max_bytes if staging is not None else None)
         served = [t for t in config.targets if t.name not in self.unsupported]
         self.worker = Worker(self.store, uploader, served, config.queue, RealClock(),
-                             metrics=self.metrics, roots=self.roots)
+                             metrics=self.metrics, roots=self.roots, crashes=self.metrics)
+        self.resolver = Resolver(self.intake, config.queue.retry, self._child_env,
+                                 config.nix.nix_bin_dir, notify=self.worker.notify)
         self.spooler = Spooler(config.queue.spool_dir, self.intake, self.metrics)
-        self.server = Server(self.intake, notify=self.worker.notify, metrics=self.metrics,
-                             spool_stats=self.spooler.stats)
+        self.spool = SpoolLoop(config.queue.spool_dir, self.spooler, self._queued)
+        self.trust = TrustState(config, options.config_file, self._child_env)
+        self.server = Server(self.intake, notify=self._queued, metrics=self.metrics,
+                             spool_stats=self.spooler.stats, trust=lambda: self.trust.lines)
+
+    def _queued(self) -> None:
+        """New rows or derivations: wake the workers and the resolver."""
+        self.worker.notify()
+        self.resolver.notify()
 
     def _stats(self) -> Mapping[str, TargetStats]:
         return self.store.stats(time.time(), self._names)
@@ -138,7 +171,7 @@ class Daemon:
         recovered = await asyncio.to_thread(self.store.recover)
         if recovered:
             log.info("recovered %d row(s) left inflight by the previous run", recovered)
-        await self._ingest()
+        await self.spool.ingest()  # a failure is retried at the loop's first poll
         sock, inode = self._listen()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -152,14 +185,7 @@ class Daemon:
             log.info("ready: socket %s, %d target(s): %s, %d worker(s)", q.socket,
                      len(self._names), ", ".join(self._names), q.workers)
             sd_notify(self.options.notify_socket, f"READY=1\nSTATUS={self._status_line()}")
-            background = [asyncio.create_task(self._spool_loop()),
-                          asyncio.create_task(self._status_loop())]
-            if self.roots is not None:
-                background.append(asyncio.create_task(self.roots.loop(ROOTS_EVERY)))
-            if self.unsupported:
-                background.append(asyncio.create_task(sweep_loop(
-                    self.store, self.unsupported,
-                    lambda name, n: self.metrics.paths_settled(name, "dead", n))))
+            background = self._background()
             await self._stop.wait()
             log.info("stopping")
             sd_notify(self.options.notify_socket, "STOPPING=1")
@@ -168,16 +194,38 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             for task in background:
                 task.cancel()
+            grace = self.options.stop_grace
+            grace = self.config.queue.stop_grace if grace is None else grace
+            # Until the process exits (asyncio.run waits for our threads after this).
+            self.watchdog = StopWatchdog(grace + SLACK)
+            self.watchdog.start()
             await asyncio.gather(*background, return_exceptions=True)
             await self.server.close()
-            grace = self.options.stop_grace
-            await self.worker.stop(self.config.queue.stop_grace if grace is None else grace)
+            await self.worker.stop(grace)
             if inode is not None:
                 unlink_socket(q.socket, inode)
             sock.close()
             self.metrics.close()
             self.store.close()
+            self.lock.release()
             log.info("stopped")
+
+    def _background(self) -> list[asyncio.Task[None]]:
+        """The periodic tasks, each supervised (supervise.py): never a dead loop."""
+        tasks: dict[str, Callable[[], Awaitable[None]]] = {
+            "trust": lambda: asyncio.to_thread(self.trust.run),
+            "spool": self.spool.loop,
+            "status": self._status_loop,
+            "checkpoint": self._checkpoint_loop,
+            "resolver": self.resolver.loop,
+        }
+        if self.roots is not None:
+            tasks["gc-roots"] = functools.partial(self.roots.loop, ROOTS_EVERY)
+        if self.unsupported:
+            tasks["unsupported"] = functools.partial(
+                sweep_loop, self.store, self.unsupported,
+                lambda name, n: self.metrics.paths_settled(name, "dead", n))
+        return [supervise.start(name, run, self.metrics) for name, run in tasks.items()]
 
     def _listen(self) -> tuple[socket.socket, int | None]:
         q = self.config.queue
@@ -187,30 +235,15 @@ class Daemon:
         sock = bind_socket(q.socket, q.socket_mode, q.socket_group)
         return sock, socket_inode(q.socket)
 
-    # -- spool ----------------------------------------------------------------------------
-
-    async def _spool_loop(self) -> None:
-        seen = _dir_signature(self.config.queue.spool_dir)
-        forced = time.monotonic()
+    async def _checkpoint_loop(self) -> None:
+        """The scheduled checkpoint (dbconn.py): what a quiet queue wrote moves from the WAL
+        into the database, so the next write starts the WAL over."""
         while True:
-            await asyncio.sleep(SPOOL_POLL)
-            current = _dir_signature(self.config.queue.spool_dir)
-            if current != seen or time.monotonic() - forced > SPOOL_FORCE:
-                # Taken before reading: a file renamed in while we read changes it again.
-                seen, forced = current, time.monotonic()
-                if not await self._ingest():
-                    seen = (-1, -1)  # failed (disk full, database locked): retry next poll
-
-    async def _ingest(self) -> bool:
-        """Ingest every spool file; False when that failed and must be retried."""
-        try:
-            files = await asyncio.to_thread(self.spooler.ingest)
-        except NpqError as exc:
-            log.error("spool ingestion failed (will retry): %s", exc)
-            return False
-        if files:
-            self.worker.notify()
-        return True
+            await asyncio.sleep(CHECKPOINT_EVERY)
+            try:
+                await asyncio.to_thread(self.store.checkpoint)
+            except NpqError as exc:
+                log.debug("scheduled checkpoint: %s", exc)
 
     # -- systemd status -------------------------------------------------------------------
 
@@ -228,25 +261,24 @@ class Daemon:
                 f"{total['dead']} dead")
 
 
-def _open_store(state_dir: Path, spool_dir: Path) -> QueueStore:
+def _lock_state(state_dir: Path, spool_dir: Path) -> StateLock:
+    """Create the directories and take the state directory's lock, before the queue is
+    opened: a second daemon must not touch the database at all (statelock.py)."""
     for directory in (state_dir, spool_dir):
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise DaemonError(f"cannot create {directory}: {exc.strerror}") from exc
-    return QueueStore(state_dir / "queue.sqlite")
-
-
-def _dir_signature(directory: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(directory)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
+    lock = StateLock(state_dir)
+    lock.acquire()
+    return lock
 
 
 def run(options: DaemonOptions) -> int:
     daemon = Daemon(options)
+    enable_stack_dumps()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(daemon.run())
+    if daemon.watchdog is not None:
+        daemon.watchdog.cancel()
     return 0

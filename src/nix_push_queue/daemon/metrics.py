@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,31 @@ class StatsLike(Protocol):
     def gone(self) -> int: ...
     @property
     def released(self) -> int: ...
+
+
+class _S3Collector(Collector):
+    def __init__(self, held: Callable[[str], int], cap: int,
+                 traffic: Callable[[], Mapping[str, tuple[int, int]]],
+                 targets: list[str]) -> None:
+        self._held, self._cap, self._traffic, self._targets = held, cap, traffic, targets
+
+    def collect(self) -> Iterator[Any]:
+        staged = GaugeMetricFamily("npq_staging_bytes", "Disk held by the boto3 S3 "
+                                   "transport's staged files", labels=["target"])
+        cap = GaugeMetricFamily("npq_staging_max_bytes", "The staging cap "
+                                "(queue.staging_max_bytes)")
+        requests = CounterMetricFamily("npq_s3_requests", "Requests the boto3 S3 transport "
+                                       "sent", labels=["target"])
+        sent = CounterMetricFamily("npq_s3_sent_bytes", "Bytes the boto3 S3 transport "
+                                   "uploaded", labels=["target"])
+        traffic = self._traffic()
+        for target in self._targets:
+            staged.add_metric([target], self._held(target))
+            n, nbytes = traffic.get(target, (0, 0))
+            requests.add_metric([target], n)
+            sent.add_metric([target], nbytes)
+        cap.add_metric([], self._cap)
+        yield from (staged, cap, requests, sent)
 
 
 class _QueueCollector(Collector):
@@ -105,6 +130,9 @@ class DaemonMetrics:
         self.roots = Gauge("npq_gc_roots", "Queued paths held as GC roots", registry=r)
         self.roots_bytes = Gauge("npq_gc_roots_bytes", "NAR bytes of the paths held as GC "
                                  "roots (what gc_roots.max_bytes caps)", registry=r)
+        self.crashes = Counter("npq_task_crashes", "Unexpected exceptions in the daemon's "
+                               "loops, by task (each one restarted: supervise.py)", ["task"],
+                               registry=r)
         self.latency = Histogram("npq_upload_duration_seconds", "Wall time of one `nix copy`",
                                  ["target"], buckets=LATENCY_BUCKETS, registry=r)
         if stats is not None:
@@ -138,9 +166,20 @@ class DaemonMetrics:
         self.roots.set(count)
         self.roots_bytes.set(nbytes)
 
+    # supervise.CrashMetrics
+    def task_crashed(self, task: str) -> None:
+        self.crashes.labels(task).inc()
+
     # spool
     def spool_quarantined(self, entries: int) -> None:
         self.quarantined.inc(entries)
+
+    def watch_s3(self, held: Callable[[str], int], cap: int,
+                 traffic: Callable[[], Mapping[str, tuple[int, int]]],
+                 targets: list[str]) -> None:
+        """The boto3 S3 transport's staging disk (per target, and the cap) and what it sent
+        (requests and bytes per target), read at scrape time."""
+        self.registry.register(_S3Collector(held, cap, traffic, targets))
 
     def serve(self, listen: str) -> None:
         """Serve /metrics on `HOST:PORT` from a daemon thread."""

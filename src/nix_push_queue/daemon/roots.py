@@ -11,11 +11,15 @@ root. Every `tick`:
    and while the spool is empty, because a root the hook just made may belong to a path
    whose enqueue is not committed yet.
 
-Besides the pass: intake roots what it queues (`root`: `push` and spooled paths may have no
-root), and a batch releases the roots of what it uploaded right after the commit
-(`settled`), so `wait` returning means they are gone. Everything else (drop, lost paths, a
-crash between commit and release) is left to the pass: releasing a root late costs nothing,
-releasing one early loses a build.
+The pass also makes the roots the queue wants and lacks, and the directory itself, when
+someone removed them while the daemon runs (a cleanup, a reinstall without a restart, a fresh
+Nix without `gcroots/`).
+
+Besides the pass: intake roots what it queues, before the commit (`root`: `push` and spooled
+paths may have no root; the directory is made again if it is missing), and a batch releases
+the roots of what it uploaded right after the commit (`settled`), so `wait` returning means
+they are gone. Everything else (drop, lost paths, a crash between commit and release) is left
+to the pass: releasing a root late costs nothing, releasing one early loses a build.
 """
 
 from __future__ import annotations
@@ -128,12 +132,14 @@ class RootKeeper:
 
     async def tick(self) -> None:
         """One pass (see the module docstring). Problems are logged once, then retried."""
+        measured = True
         try:
             await self._measure()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # unmeasured paths count 0 until the next pass
             self._problem(f"measuring NAR sizes: {type(exc).__name__}: {exc}")
+            measured = False
         try:
             rooted: list[RootedPath] = await self._offload(self._store.rooted_paths)
             released = await self._apply_cap(rooted)
@@ -148,22 +154,20 @@ class RootKeeper:
         except Exception as exc:
             self._problem(f"{type(exc).__name__}: {exc}")
         else:
-            self._failing = None
+            if measured:  # a problem still there is not logged again at every pass
+                self._failing = None
 
     def root(self, paths: Sequence[str]) -> None:
-        """Root newly queued paths still in the store (intake calls it after the commit: a
-        `push` or a spooled path may have no root; for the hook's it is a no-op). A root
-        removed later by someone else (uninstall) is not made again. Paths every target has
-        already (a `push` of uploaded outputs) get none: nothing would release it before the
-        next pass, and a `push --wait` returns at once."""
-        directory = self._policy.directory
-        try:
-            uploaded = self._store.uploaded(paths)
-            for path in paths:
-                if path not in uploaded and os.path.lexists(path):
-                    gcroots.add_root(directory, path)
-        except OSError as exc:
-            self._problem(f"cannot root queued paths: {exc.strerror or exc}")
+        """Root newly queued paths still in the store (intake calls it before the commit: a
+        `push` or a spooled path may have no root; for the hook's it refreshes the link).
+        The directory is made again if it went missing. Paths every target has already (a
+        `push` of uploaded outputs) get none: nothing would release it before the next
+        pass, and a `push --wait` returns at once."""
+        uploaded = self._store.uploaded(paths)
+        wanted = [p for p in paths if p not in uploaded and os.path.lexists(p)]
+        rooted, problem = gcroots.root_all(self._policy.directory, wanted)
+        if problem is not None:
+            self._problem(f"cannot root {len(wanted) - rooted} queued path(s): {problem}")
 
     def settled(self, paths: Sequence[str]) -> int:
         """Release the roots of those of `paths` every target has now (called right after
@@ -201,9 +205,22 @@ class RootKeeper:
         return {r.path for r, _ in over}
 
     def _sync(self, wanted: Mapping[str, str]) -> None:
-        """Release the roots nothing wants (see grace)."""
+        """Make the roots the queue wants and lacks (the directory or a link removed by
+        someone else while the path is still here), release the roots nothing wants (see
+        grace), and remove temporary links a killed process left."""
         p = self._policy
+        gcroots.ensure_dir(p.directory)
         present = gcroots.list_roots(p.directory)
+        missing = [path for name, path in wanted.items()
+                   if name not in present and os.path.lexists(path)]
+        if missing:
+            rooted, problem = gcroots.root_all(p.directory, missing)
+            if rooted:
+                log.warning("made %d missing GC root(s) of queued paths again in %s",
+                            rooted, p.directory)
+            if problem is not None:
+                raise OSError(f"cannot root {len(missing) - rooted} queued path(s): {problem}")
+        gcroots.stale_temps(p.directory, self._now() - p.grace)
         unwanted = [name for name in present if name not in wanted]
         # Uploaded everywhere: no enqueue of the path can change that, release at once.
         done = {os.path.basename(path) for path in self._store.uploaded(

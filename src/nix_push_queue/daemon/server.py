@@ -40,9 +40,10 @@ class Server:
                  metrics: DispatchMetrics | None = None, idle_timeout: float = IDLE_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS, buffer_budget: int = BUFFER_BUDGET,
                  spool_stats: Callable[[], SpoolStats] | None = None,
+                 trust: Callable[[], tuple[str, ...] | None] | None = None,
                  offload: Offload = asyncio.to_thread) -> None:
         self.dispatcher = Dispatcher(intake, notify=notify, metrics=metrics,
-                                     spool_stats=spool_stats, offload=offload)
+                                     spool_stats=spool_stats, trust=trust, offload=offload)
         self.limits = Limits(max_connections, buffer_budget)
         self._idle_timeout = idle_timeout
         self._server: asyncio.AbstractServer | None = None

@@ -1,15 +1,18 @@
-"""Targets this daemon's Nix cannot upload to: s3:// on a Nix built without S3 support.
+"""Targets this daemon cannot upload to: s3:// with `transport: nix` on a Nix built without
+S3 support, or with the boto3 transport where boto3 is not installed.
 
-Debian's Nix 2.8 and 2.26 are such builds (nix/stores.py). Their s3 targets are found once at
-start, with one log line each. The hook still queues their paths (nothing is lost, and the
-queue says what happened to each), but no `nix copy` is run for them: every row becomes a
+Debian's Nix 2.8 and 2.26 are such builds (nix/stores.py); `transport: auto` (the default)
+takes the boto3 transport there (daemon/s3/), so only `transport: nix` targets land here.
+They are found once at start, with one log line each. The hook still queues their paths
+(nothing is lost, and the queue says what happened to each), but no `nix copy` is run for
+them: every row becomes a
 dead letter at once, with the reason as its error, without spending attempts on retries that
 cannot succeed. Dead letters are what `status`, `wait` and the metrics already report, so a CI
 job's `wait` fails with the reason instead of hanging. Once the daemon runs with a Nix that has
 S3 (`nix.nix_bin_dir`), `nix-push-queue retry --target NAME` uploads them.
 
-A Nix with the S3 store but without AWS authentication (Debian's 2.34) still gets its
-uploads; its start line warns that credentials are ignored.
+A `transport: nix` target on a Nix with the S3 store but without AWS authentication (Debian's
+2.34) still gets its uploads; its start line warns that credentials are ignored.
 """
 
 from __future__ import annotations
@@ -23,34 +26,39 @@ from ..config.model import Target
 from ..errors import QueueError
 from ..nix import stores
 from .store import QueueStore
+from .transport import Choice, boto3_missing
 
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 1.0  # seconds between looks for new rows of unsupported targets
 SWEEP_BATCH = 500
-_ADVICE = ("its paths become dead letters without an upload attempt; run the daemon with a "
-           "Nix built with S3 support (nix.nix_bin_dir), then `nix-push-queue retry --target "
-           "{name}`")
+_ADVICE = ("its paths become dead letters without an upload attempt; use `transport: boto3` "
+           "(or auto), or run the daemon with a Nix built with S3 support (nix.nix_bin_dir), "
+           "then `nix-push-queue retry --target {name}`")
 
 
-def check_targets(targets: Sequence[Target], nix_bin_dir: str | None,
-                  env: Mapping[str, str]) -> dict[str, str]:
-    """Target name -> why it cannot be served, for the s3 targets this Nix cannot open. Logs
-    one line per s3 target that cannot be served, or is served without authentication."""
-    s3 = [t for t in targets if stores.is_s3(t)]
-    if not s3:
-        return {}
-    support = stores.s3_support(nix_bin_dir, env)
-    log.debug("S3 support of %s: %s", support.nix, support)
-    if support.supported:
-        if support.signed is False:
-            for target in s3:
-                log.warning("target %s: %s", target.name, support.unsigned_reason())
-        return {}
+def check_targets(targets: Sequence[Target], support: stores.S3Support | None,
+                  choices: Mapping[str, Choice]) -> dict[str, str]:
+    """Target name -> why it cannot be served: an s3 target on `nix copy` whose Nix cannot
+    open s3:// stores, or on boto3 where boto3 is not installed. Logs one line per s3
+    target: its transport and why, or why it cannot be served."""
     reasons = {}
-    for target in s3:
-        reasons[target.name] = f"{support.reason()}; {_ADVICE.format(name=target.name)}"
-        log.error("target %s (%s): %s", target.name, target.url, reasons[target.name])
+    for target in targets:
+        choice = choices.get(target.name)
+        if choice is None or not stores.is_s3(target):
+            continue
+        reason = None
+        if choice.name == "boto3":
+            reason = boto3_missing()
+        elif support is not None and not support.supported:
+            reason = f"{support.reason()}; {_ADVICE.format(name=target.name)}"
+        if reason is None:
+            log.info("target %s: transport %s", target.name, choice)
+            if choice.name == "nix" and support is not None and support.signed is False:
+                log.warning("target %s: %s", target.name, support.unsigned_reason())
+            continue
+        reasons[target.name] = reason
+        log.error("target %s (%s): %s", target.name, target.url, reason)
     return reasons
 
 

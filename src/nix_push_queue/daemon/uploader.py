@@ -6,30 +6,29 @@ Binary caches (file, http(s), s3) sign narinfos at upload with the store URL's
 `skip_signed_by`) apply to the queued paths; see `_plan` for why not to their closures.
 
 Secrets: key files are only ever named (by path) in argv; their content is never read here.
-Every message leaving this module goes through `redact`.
+Every message leaving this module goes through `redact` (nixerrors.py, with how Nix's stderr
+is summarized and classified).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from pathlib import Path
+from typing import Protocol
 
 from ..config.model import Config, Filters, Target
 from ..errors import NpqError
 from ..nix import dialect, pathinfo, runner
-from . import filters
+from . import derived, filters, transport
+from .derived import Derivations
+from .nixerrors import UploadKind, classify, redact, summarize
+from .s3.staging import StagingArea
+from .storeurl import TargetKeys
 
 log = logging.getLogger(__name__)
-
-UploadKind = Literal["ok", "transient", "permanent"]
-
-MESSAGE_LINES = 6
-MESSAGE_CHARS = 800
 
 
 @dataclass(frozen=True)
@@ -39,121 +38,23 @@ class UploadResult:
     gone: tuple[str, ...] = ()  # paths no longer valid in the local store
     skipped: tuple[str, ...] = ()  # filtered (excluded or upstream-signed); not uploaded
     sizes: Mapping[str, int] = field(default_factory=dict)  # NAR bytes of uploaded paths
+    # Every path of this target would fail the same way (its credentials were refused):
+    # settle the whole batch, do not bisect it.
+    target_wide: bool = False
 
 
 class Uploader(Protocol):
-    async def upload(self, target: Target, paths: Sequence[str]) -> UploadResult: ...
-
-
-@dataclass(frozen=True)
-class TargetKeys:
-    """Resolved key files of one target (the daemon looks in CREDENTIALS_DIRECTORY first)."""
-
-    secret_key: str | None = None
-    ssh_key: str | None = None
-    credentials: str | None = None
-
-    @classmethod
-    def from_target(cls, target: Target) -> TargetKeys:
-        return cls(target.secret_key_file, target.ssh_key_file, target.credentials_file)
-
-    def paths(self) -> tuple[str, ...]:
-        return tuple(p for p in (self.secret_key, self.ssh_key, self.credentials) if p)
+    async def upload(self, target: Target, paths: Sequence[str],
+                     derivations: Derivations | None = None) -> UploadResult: ...
 
 
 class UploadFailed(NpqError):
     """A Nix command of an upload failed; carries the classification (used internally)."""
 
-    def __init__(self, kind: UploadKind, message: str) -> None:
+    def __init__(self, kind: UploadKind, message: str, *, target_wide: bool = False) -> None:
         self.kind = kind
+        self.target_wide = target_wide
         super().__init__(message)
-
-
-def store_url(target: Target, keys: TargetKeys) -> str:
-    """The `--to` URL: the target's URL plus options, compression and key parameters.
-
-    `priority` is a substituter setting, not an upload parameter, so it is never added.
-    """
-    parts = urlsplit(target.url)
-    params = list(parse_qsl(parts.query, keep_blank_values=True))
-    params += list(target.options)
-    if target.compression and target.is_binary_cache:
-        params.append(("compression", target.compression))
-    if keys.secret_key and target.is_binary_cache:
-        params.append(("secret-key", keys.secret_key))
-    if keys.ssh_key and target.scheme in ("ssh", "ssh-ng"):
-        params.append(("ssh-key", keys.ssh_key))
-    query = "&".join(f"{quote(k, safe='-_.')}={quote(v, safe='/:@-._~,')}" for k, v in params)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
-
-
-_NIX_PREFIXES = ("error:", "warning:", "copying ", "these ", "this path")
-_COPIED = re.compile(r"^copying (\d+) paths", re.MULTILINE)
-_SECRET_PARAM = re.compile(r"((?:secret-key|ssh-key)=)[^&\s'\"]*")
-
-
-def redact(text: str) -> str:
-    """Strip key parameter values from any URL Nix echoes back."""
-    return _SECRET_PARAM.sub(r"\1<redacted>", text)
-
-
-def summarize(stderr: str) -> str:
-    """The lines of Nix's stderr that say what went wrong, redacted and bounded.
-
-    Nix prints progress ("copying path ...") and retry warnings before the final `error:`;
-    the error and the lines after it (curl's response body, ssh's reason) are what matter.
-    """
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
-    if errors:
-        start = errors[-1]
-        # Child programs (ssh) print their reason just before Nix's error line.
-        while (start > 0 and errors[-1] - start < MESSAGE_LINES // 2
-               and not lines[start - 1].startswith(_NIX_PREFIXES)):
-            start -= 1
-        lines = lines[start:]
-    lines = [line for line in lines if not line.startswith(("copying ", "<", "response body"))]
-    return redact(" | ".join(lines[:MESSAGE_LINES]))[:MESSAGE_CHARS]
-
-
-_PERMANENT = (
-    "don't know how to open nix store",  # e.g. s3:// on a Nix built without S3
-    "unsupported uri scheme",
-    "secret key is corrupt",
-    "secret key is not valid",
-    "unknown compression method",
-    "lacks a valid signature",  # the remote does not trust the target's key (Nix 2.8)
-    "lacks a signature by a trusted key",  # the same from Nix 2.26 and 2.34
-    "is not in the nix store",
-    "is not a store path",
-    "host key verification failed",
-    "permission denied (publickey",
-)
-_HTTP_STATUS = re.compile(r"http error (\d{3})")
-_RETRYABLE_4XX = frozenset({408, 409, 423, 425, 429})
-
-
-def classify(result: runner.CmdResult, key_paths: Sequence[str] = ()) -> UploadKind:
-    """ok / transient / permanent from exit status and stderr. When unsure: transient."""
-    if result.ok:
-        return "ok"
-    if result.timed_out or result.returncode < 0:
-        return "transient"
-    text = result.stderr.lower()
-    if any(marker in text for marker in _PERMANENT):
-        return "permanent"
-    # A key file that cannot be opened is a configuration error; a cache directory that
-    # cannot be written may be fixed by its admin, so that one stays transient.
-    for path in key_paths:
-        # Nix 2.8 and 2.26 quote the path with ', Nix 2.34 with ".
-        if any(f"opening file {q}{path.lower()}{q}" in text for q in "'\""):
-            return "permanent"
-    status = _HTTP_STATUS.findall(text)
-    if status:
-        code = int(status[-1])
-        if 400 <= code < 500 and code not in _RETRYABLE_4XX:
-            return "permanent"
-    return "transient"
 
 
 class NixCopyUploader:
@@ -161,8 +62,14 @@ class NixCopyUploader:
 
     def __init__(self, *, filters: Filters, timeout: float, env: Mapping[str, str],
                  keys: Mapping[str, TargetKeys] | None = None,
-                 nix_bin_dir: str | None = None) -> None:
+                 nix_bin_dir: str | None = None,
+                 choices: Mapping[str, transport.Choice] | None = None,
+                 staging: StagingArea | None = None, workers: int = 1) -> None:
         self._filters = filters
+        self._choices = dict(choices or {})
+        self.staging = staging
+        self._workers = workers
+        self._s3: transport.Transport | None = None
         self._timeout = timeout
         self._env = dict(env)
         self._keys = dict(keys or {})
@@ -171,14 +78,33 @@ class NixCopyUploader:
 
     @classmethod
     def from_config(cls, config: Config, env: Mapping[str, str],
-                    keys: Mapping[str, TargetKeys] | None = None) -> NixCopyUploader:
+                    keys: Mapping[str, TargetKeys] | None = None,
+                    choices: Mapping[str, transport.Choice] | None = None) -> NixCopyUploader:
+        staging = StagingArea(Path(config.queue.state_dir) / "staging",
+                              config.queue.staging_max_bytes)
         return cls(filters=config.filters, timeout=config.queue.upload_timeout, env=env,
-                   keys=keys, nix_bin_dir=config.nix.nix_bin_dir)
+                   keys=keys, nix_bin_dir=config.nix.nix_bin_dir, choices=choices,
+                   staging=staging, workers=config.queue.workers)
+
+    def s3_has(self, target: Target, path: str) -> bool:
+        """Whether a boto3-transport target's bucket has `path` (s3/transport.py)."""
+        from .s3.transport import bucket_has
+
+        return bucket_has(self._s3, self._env, target, self.keys_for(target), path)
+
+    def s3_traffic(self) -> dict[str, tuple[int, int]]:
+        """Target name -> (requests, bytes) the boto3 transport sent to its bucket."""
+        from .s3.transport import S3Transport
+
+        if not isinstance(self._s3, S3Transport):
+            return {}
+        return self._s3.traffic()
 
     def keys_for(self, target: Target) -> TargetKeys:
         return self._keys.get(target.name) or TargetKeys.from_target(target)
 
-    async def upload(self, target: Target, paths: Sequence[str]) -> UploadResult:
+    async def upload(self, target: Target, paths: Sequence[str],
+                     derivations: Derivations | None = None) -> UploadResult:
         deadline = time.monotonic() + self._timeout
         keys = self.keys_for(target)
         roots = list(dict.fromkeys(paths))
@@ -200,11 +126,13 @@ class NixCopyUploader:
             skipped += upstream_roots
             if roots:
                 await self._sign(target, keys, roots, deadline)
-                copied = await self._copy(target, keys, roots, deadline)
+                copied = await self._copy(target, keys, roots, deadline,
+                                          derived.present(derivations or {}))
             else:
                 copied = 0
         except UploadFailed as exc:
-            return UploadResult(exc.kind, str(exc), tuple(gone), tuple(skipped))
+            return UploadResult(exc.kind, str(exc), tuple(gone), tuple(skipped),
+                                target_wide=exc.target_wide)
         sizes = {p: size for p in roots if (size := infos[p].nar_size) is not None}
         return UploadResult("ok", f"copied {copied} path(s) to {redact(target.url)}",
                             tuple(gone), tuple(skipped), sizes)
@@ -275,13 +203,35 @@ class NixCopyUploader:
         await self._run(argv, deadline, keys, "nix store sign")
 
     async def _copy(self, target: Target, keys: TargetKeys, roots: list[str],
-                    deadline: float) -> int:
-        flags = []
-        if self._filters.skip_signed_by and not target.is_binary_cache:
-            # Let the remote store fetch upstream paths from its own substituters.
-            flags = ["--substitute-on-destination"]
-        argv = (await self._detect()).nix("copy", *flags, "--to", store_url(target, keys), *roots)
-        result = await self._run(argv, deadline, keys, "nix copy")
-        # "copying N paths..." counts what the target was missing, closure included.
-        match = _COPIED.search(result.stderr)
-        return int(match.group(1)) if match else len(roots)
+                    deadline: float, derivations: Derivations) -> int:
+        nix = await self._detect()
+        send = self._transport(target, nix).send
+        installables = derived.derived_roots(nix, roots, derivations)
+        if installables == roots:
+            return await send(target, keys, roots, deadline)
+        try:
+            return await send(target, keys, installables, deadline)
+        except UploadFailed as exc:
+            if not any(m in str(exc).lower() for m in derived.NOT_BUILT):
+                raise
+            # An output of a derivation is not in the store (Nix 2.8 copies them all): the
+            # paths themselves still go, without realisations.
+            log.warning("%s: copying %s failed (%s); copying the paths without their "
+                        "realisations", target.name, " ".join(installables[:3]), exc)
+            return await send(target, keys, roots, deadline)
+
+    def _transport(self, target: Target, nix: dialect.Dialect) -> transport.Transport:
+        """How this target's batch travels (transport.py): the staged S3 transport for the
+        targets whose choice is boto3 (transport.choose), `nix copy --to URL` otherwise."""
+        choice = self._choices.get(target.name)
+        if choice is None or choice.name != "boto3":
+            return transport.NixCopyTransport(nix, self._run, self._filters)
+        if self._s3 is None:
+            from .s3.transport import S3Transport, boto3_bucket
+
+            if self.staging is None:
+                raise UploadFailed("permanent", "the boto3 transport has no staging area")
+            self._s3 = S3Transport(nix, self._run, self.staging, boto3_bucket(self._env),
+                                   max(self.staging.max_bytes // self._workers, 1))
+        return self._s3
+

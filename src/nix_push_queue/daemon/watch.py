@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from ..wire.progress import PROBLEM_CAP, PathProblem, PathsProgress
+from .derivations import CLAIMABLE
 
 MIGRATION_3 = """
     ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
@@ -48,14 +48,18 @@ _MISSING = """
     AND NOT EXISTS (SELECT 1 FROM lost l WHERE l.path = w.value AND l.target = ?2)
     ORDER BY w.value
 """
+_CLAIM_MARKED = (  # built from constants only
+    "SELECT id, path, target, attempts, drv, enqueued_at, size, output FROM jobs"  # noqa: S608
+    " WHERE target = ? AND state = 'pending' AND priority > 0 AND next_attempt_at <= ?"
+    f" AND {CLAIMABLE} ORDER BY next_attempt_at, id LIMIT ?")
 GONE_ERROR = "left the local store before its upload (garbage-collected)"
 
 
 class _Base(Protocol):
-    _lock: threading.Lock
-    _conn: sqlite3.Connection
 
     def _write(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def _read(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 class PathWatch:
@@ -74,8 +78,7 @@ class PathWatch:
         """Per target, where the distinct `paths` stand (see PathsProgress). A path that
         has no row and is not lost is `excluded` when `excluded(path)`, else `missing`."""
         wanted = json.dumps(list(dict.fromkeys(paths)))
-        with self._lock:
-            conn = self._conn
+        with self._read("path progress") as conn:
             counts: dict[str, dict[str, int]] = {t: {} for t in targets}
             for target, state, n, nbytes, unsized, attempts in conn.execute(_BY_STATE,
                                                                               (wanted,)):
@@ -113,12 +116,12 @@ class PathWatch:
         """target -> (bytes pending, unsized pending rows, paths and bytes uploaded in the
         last `window` seconds)."""
         out: dict[str, tuple[int, int, int, int]] = {}
-        with self._lock:
-            for target, nbytes, unsized in self._conn.execute(
+        with self._read("throughput") as conn:
+            for target, nbytes, unsized in conn.execute(
                     "SELECT target, coalesce(sum(size), 0), sum(size IS NULL) FROM jobs"
                     " WHERE state IN ('pending', 'inflight') GROUP BY target"):
                 out[target] = (nbytes, unsized, 0, 0)
-            for target, n, nbytes in self._conn.execute(
+            for target, n, nbytes in conn.execute(
                     "SELECT target, count(*), coalesce(sum(size), 0) FROM jobs"
                     " WHERE state = 'done' AND updated_at >= ? GROUP BY target",
                     (now - window,)):
@@ -128,10 +131,8 @@ class PathWatch:
 
 
 def claim_priority(conn: sqlite3.Connection, target: str, limit: int, now: float
-                   ) -> list[tuple[int, str, str, int, str | None, float, int | None]]:
+                   ) -> list[tuple[int, str, str, int, str | None, float, int | None,
+                                   str | None]]:
     """Inside claim's transaction: due marked rows of `target`, oldest due first."""
-    return conn.execute(
-        "SELECT id, path, target, attempts, drv, enqueued_at, size FROM jobs"
-        " WHERE target = ? AND state = 'pending' AND priority > 0 AND next_attempt_at <= ?"
-        " ORDER BY next_attempt_at, id LIMIT ?", (target, now, limit)).fetchall()
+    return conn.execute(_CLAIM_MARKED, (target, now, limit)).fetchall()
 

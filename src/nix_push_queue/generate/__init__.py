@@ -25,6 +25,7 @@ from .context import (
     Paths,
     fragment_context,
     hook_context,
+    path_context,
     roots_context,
     service_context,
     socket_context,
@@ -50,6 +51,7 @@ TMPFILES = "tmpfiles.d/nix-push-queue.conf"
 SYSUSERS = "sysusers.d/nix-push-queue.conf"
 SOCKET_UNIT = "nix-push-queue.socket"
 SERVICE_UNIT = "nix-push-queue.service"
+PATH_UNIT = "nix-push-queue.path"
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def generate_files(config: Config, options: GenerateOptions) -> tuple[GeneratedF
         units[SERVICE_UNIT]["exec_start_pre"] = _roots_setup(
             options, roots["sysusers"] and options.flavor == "debian", check)
     unit_dir = UNIT_DIRS[options.flavor]
-    for unit in (SOCKET_UNIT, SERVICE_UNIT):
+    for unit in (SOCKET_UNIT, SERVICE_UNIT, PATH_UNIT):
         text = _render(f"{unit}.j2", units[unit])
         files.append(GeneratedFile(f"{unit_dir}/{unit}", text, 0o644))
     if roots is not None:
@@ -176,6 +178,7 @@ def _unit_contexts(config: Config, paths: Paths, check: Checker) -> dict[str, di
         "hook": hook_context(config, (paths.executable,), check),
         SOCKET_UNIT: socket_context(config, check),
         SERVICE_UNIT: service_context(config, paths, check),
+        PATH_UNIT: path_context(config, check),
     }
 
 

@@ -7,6 +7,7 @@ before anything is rendered.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -15,6 +16,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 from ..config import Config, Target
 from ..errors import ConfigProblem
+from ..nix import priority
+from ..wire.spool import SUFFIX as SPOOL_SUFFIX
 from .escape import Unrepresentable, nix_word, sd_exec, sd_exec_path, sd_plain, sd_word, sh_word
 
 Flavor = Literal["debian", "nixos"]
@@ -26,8 +29,9 @@ STATE_ROOT = PurePosixPath("/var/lib")
 NIX_DAEMON_SOCKET_DIR = "/nix/var/nix/daemon-socket"
 NIX_STATE_DIR = "/nix/var/nix"
 CACHE_DIRECTORY = "nix-push-queue"
-# The static group that owns the GC roots directory when the daemon is a DynamicUser.
-ROOTS_GROUP = "nix-push-queue"
+# The static group that owns the GC roots directory when the daemon is a DynamicUser. Not the
+# unit's name: systemd refuses to start a DynamicUser whose name a static group already has.
+ROOTS_GROUP = "nix-push-queue-gcroots"
 
 
 @dataclass
@@ -101,8 +105,13 @@ def hook_context(config: Config, program: Sequence[str], check: Checker) -> dict
     """`program`: the words that start this CLI (one installed executable, or an interpreter
     and `-m nix_push_queue` for the embedded default and the tests)."""
     words = [check.use("--executable", word, sh_word) for word in program]
+    tools = {name: check.use("PATH", hook_tool(name, check), sh_word) for name in HOOK_TOOLS}
     return {
         "program": "" if check.problems else " ".join(map(sh_word, words)),
+        # The only programs the hook's /bin/sh runs, by absolute path (PATH is not read).
+        **{name: sh_word(path) for name, path in tools.items()},
+        "programs": sorted({"/bin/sh", *tools.values()}),
+        "roots_dir": sh_word(config.nix.gc_roots_dir) if config.queue.gc_roots.enable else "''",
         "socket": check.use("queue.socket", config.queue.socket, sh_word),
         "spool_dir": check.use("queue.spool_dir", config.queue.spool_dir, sh_word),
         "store_dir": check.use("nix.store_dir", config.nix.store_dir, sh_word),
@@ -115,12 +124,44 @@ def hook_context(config: Config, program: Sequence[str], check: Checker) -> dict
     }
 
 
+# coreutils programs the hook's shell runs: found on PATH when generating (a Nix build of the
+# NixOS module has coreutils there), written into the hook by absolute path.
+HOOK_TOOLS = ("head", "ln", "mkdir", "mv", "rm", "sync")
+# Where coreutils live on every other Linux, for a generate run with a minimal PATH.
+SYSTEM_BIN = "/usr/bin:/bin"
+
+
+def hook_tool(name: str, check: Checker) -> str:
+    found = shutil.which(name) or shutil.which(name, path=SYSTEM_BIN)
+    if found is None:
+        check.fail("PATH", f"{name} (coreutils) is not on PATH; the post-build hook needs it")
+        return name
+    return found
+
+
 def socket_context(config: Config, check: Checker) -> dict[str, Any]:
     return {
         "listen": check.use("queue.socket", config.queue.socket, sd_plain),
         "mode": f"{config.queue.socket_mode:04o}",
         "group": config.queue.socket_group,
     }
+
+
+# What glob(3) reads specially in PathExistsGlob= (systemd passes GLOB_BRACE, so braces too).
+_GLOB_SPECIAL = frozenset("*?[]{}\\")
+
+
+def path_context(config: Config, check: Checker) -> dict[str, Any]:
+    """The .path unit: start the daemon once a spool entry (`*.spool`, the hook's final
+    name) is in the spool directory."""
+    spool = config.queue.spool_dir.rstrip("/") or "/"
+    special = sorted(_GLOB_SPECIAL.intersection(spool))
+    if special:
+        check.fail("queue.spool_dir", f"{spool!r} contains {' '.join(special)}, which the "
+                   "systemd path unit's glob would read as a pattern; choose a directory "
+                   "name without glob characters")
+    glob = str(PurePosixPath(spool) / f"*{SPOOL_SUFFIX}")
+    return {"glob": check.use("queue.spool_dir", glob, sd_plain)}
 
 
 def _state_directory(where: str, path: str, dynamic: bool, check: Checker) -> str | None:
@@ -167,11 +208,19 @@ def service_context(config: Config, paths: Paths, check: Checker) -> dict[str, A
             # "-": a missing cache directory fails that target's uploads, not the daemon.
             read_write.append("-" + check.use(f"targets[{i}].url", cache_dir, sd_word))
         for suffix, attr in (("secret-key", "secret_key_file"), ("ssh-key", "ssh_key_file"),
-                             ("credentials", "credentials_file")):
+                             ("credentials", "credentials_file"),
+                             ("aws-env", "environment_file")):
             secret = getattr(target, attr)
             if secret is not None:
                 path = check.use(f"targets[{i}].{attr}", secret, sd_plain)
                 credentials.append((f"{target.name}-{suffix}", path))
+    # The daemon's own AWS files (main.aws_files points AWS_CONFIG_FILE and
+    # AWS_SHARED_CREDENTIALS_FILE at the loaded copies).
+    for name, attr in (("aws-config", "aws_config_file"),
+                       ("aws-credentials", "aws_shared_credentials_file")):
+        secret = getattr(config.service, attr)
+        if secret is not None:
+            credentials.append((name, check.use(f"service.{attr}", secret, sd_plain)))
     networked = config.metrics.listen is not None or any(
         t.scheme != "file" for t in config.targets)
     return {
@@ -192,6 +241,7 @@ def service_context(config: Config, paths: Paths, check: Checker) -> dict[str, A
         "timeout_stop": int(config.queue.stop_grace) + 15,
         # Full privileges ("+"), before every start (generate/__init__.py fills them).
         "exec_start_pre": [],
+        "priority": list(priority.UNIT_SETTINGS),
     }
 
 

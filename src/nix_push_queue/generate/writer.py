@@ -15,7 +15,9 @@ this run no longer produces are removed, unless someone has changed them since.
 The manifest is read as untrusted: anyone who could write under the root could have planted
 one. Each entry must be a plain relative path inside the tree and a sha256, or the whole
 manifest is refused and nothing is written or removed; a removal whose real path (through
-symlinked directories) leaves the tree is refused the same way.
+symlinked directories) leaves the tree is refused the same way, and so is a write: a directory
+on the way to a file that is a symlink resolving out of the tree (`etc/systemd/system ->
+/elsewhere`) stops the run before anything is written. Links that stay inside are followed.
 
 `then`, when given, runs once the new tree is in place but before the old one is thrown
 away: if it fails, the old tree is put back (generate's `!include` line is that step).
@@ -94,14 +96,6 @@ def _plain_relative(rel: str) -> bool:
     return bool(rel) and all(p not in ("", ".", "..") and "\0" not in p for p in parts)
 
 
-def _inside(root: Path, rel: str) -> bool:
-    """Whether the directory holding `rel` really is in the tree (a link as the file itself
-    is never removed: see plan_tree)."""
-    real_root = os.path.realpath(root)
-    real = os.path.realpath((root / rel).parent)
-    return real == real_root or real.startswith(real_root.rstrip("/") + "/")
-
-
 def _is_ours(rel: str, current: bytes, manifest: dict[str, str]) -> bool:
     head = current[:512].decode("utf-8", "replace").splitlines()[:3]
     return any(MARKER in line for line in head) or manifest.get(rel) == _sha256(current)
@@ -121,8 +115,29 @@ class Plan:
     foreign: list[str] = field(default_factory=list)
 
 
+def _link_leaving(root: Path, rel: str) -> tuple[Path, str] | None:
+    """The first directory on the way to `rel` that is a symlink resolving out of the tree
+    (with where it leads), or None: every directory on the way stays inside `root`."""
+    real_root = os.path.realpath(root)
+    here = root
+    for part in PurePosixPath(rel).parent.parts:
+        here = here / part
+        if not here.is_symlink():
+            continue
+        real = os.path.realpath(here)
+        if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+            return here, os.readlink(here)
+    return None
+
+
 def _plan_file(root: Path, f: GeneratedFile, manifest: dict[str, str], plan: Plan) -> None:
     _safe_relative(f.path)
+    leaving = _link_leaving(root, f.path)
+    if leaving is not None:
+        link, target = leaving
+        raise OutputError(f"{link} is a symlink to {target}, outside {root}: refusing to "
+                          f"write {f.path} through it; nothing was changed. Replace the link "
+                          "with a directory, or choose another --out")
     dest = root / f.path
     if not os.path.lexists(dest):
         plan.writes.append((f, "create"))
@@ -150,7 +165,7 @@ def plan_tree(root: Path, files: Sequence[GeneratedFile]) -> Plan:
         _plan_file(root, f, manifest, plan)
     wanted = {f.path for f in everything}
     for rel in sorted(set(manifest) - wanted):
-        if not _inside(root, rel):
+        if _link_leaving(root, rel) is not None:
             raise OutputError(f"{root / MANIFEST} lists {rel!r}, which leads out of {root} "
                               "through a symlink; nothing was changed. Remove the manifest "
                               "or the link")

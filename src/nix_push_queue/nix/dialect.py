@@ -7,6 +7,9 @@ implementation decide the spelling of the commands whose syntax changed:
   become an error in a future release"); the output form itself (a list up to 2.18, an object
   keyed by store path from 2.19) is recognised by `pathinfo.parse_path_infos` from the text.
 - `nix config show` (Nix >= 2.20) vs `nix show-config` (a deprecated alias since then).
+- Derivation installables: `DRV^out` / `DRV^*` from Nix 2.13, where a bare `DRV` names the
+  .drv file itself. Before (Nix 2.8), `nix` commands take no output selector at all: a bare
+  `DRV` means all its outputs (`nix-store -r` alone spells `DRV!out`).
 
 Lix prints `nix (Lix, like Nix) 2.91.1`: its numbers continue Nix 2.18's line, so Lix gets
 the pre-2.19 spellings whatever its version says. Determinate Nix prints
@@ -39,6 +42,7 @@ _VERSION = re.compile(r"^\S+ \((?P<impl>[^)]*)\) (?P<major>\d+)\.(?P<minor>\d+)"
 # First versions (major, minor) that accept a spelling (from Nix's release notes).
 CONFIG_SHOW_SINCE = (2, 20)  # `nix config show`; `show-config` deprecated
 JSON_FORMAT_SINCE = (2, 33)  # `nix path-info --json-format 1|2`
+CARET_SINCE = (2, 13)  # `DRV^out`; a bare `DRV` is the .drv file itself
 
 
 class DialectError(NpqError):
@@ -111,6 +115,19 @@ class Dialect:
         v = self.version
         return (v.major, v.minor, v.patch) != (2, 8, 0)
 
+    @property
+    def output_selector(self) -> bool:
+        """Whether `nix` commands take `DRV^out` (else a bare `DRV` means all outputs).
+        Lix forked from Nix 2.18 and has it."""
+        return self.version.implementation == "lix" or self.version.at_least(*CARET_SINCE)
+
+    def installable(self, drv: str, outputs: Sequence[str] | None) -> str:
+        """`drv`'s outputs (None: all) as this Nix's `nix` commands take them. Without a
+        selector (Nix 2.8) it is every output: the caller filters what comes back."""
+        if not self.output_selector:
+            return drv
+        return f"{drv}^{'*' if outputs is None else ','.join(outputs)}"
+
     # -- argv ------------------------------------------------------------------------------
 
     def program(self, name: str) -> str:
@@ -130,6 +147,14 @@ class Dialect:
         flags = ["--json", *(("--json-format", str(fmt)) if fmt is not None else ())]
         where = ["--store", store] if store is not None else []
         return self.nix("path-info", *flags, *where, *options, *paths)
+
+    def outputs_json(self, installables: Sequence[str]) -> list[str]:
+        """The output paths of built derivations, by name (`nix build --json`, the one
+        command that names them on every version, floating content-addressed outputs
+        included; `nix-store -q --outputs` cannot there). Never builds or substitutes: an
+        output not in the store fails the command. Output for `pathinfo.parse_built`."""
+        return self.nix("build", "--json", "--no-link", "--max-jobs", "0",
+                        "--option", "substitute", "false", *installables)
 
     def config_show_json(self) -> list[str]:
         """Nix's effective settings as JSON (for `pathinfo.parse_settings`)."""

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import priority
+
 log = logging.getLogger(__name__)
 
 # After SIGTERM, how long a command may take to exit before it gets SIGKILL.
@@ -57,46 +59,89 @@ def nix_argv(nix_bin_dir: str | None, *args: str) -> list[str]:
             *args]
 
 
-# argv: [interpreter, -I, -S, -c, this, parent pid, program path, command...].
-# 1 = PR_SET_PDEATHSIG and 9 = SIGKILL on every Linux architecture. The parent may have died
-# before prctl took effect: then the parent pid has changed and the command is not started.
+# argv: [interpreter, -I, -S, -c, this, parent pid, nice, ioprio_set's number or 0, ioprio, CPUs
+# ("0,2,3"; "" leaves them), program path, command...]. 1 = PR_SET_PDEATHSIG and 9 = SIGKILL on
+# every Linux architecture. The parent may have died before prctl took effect: then the parent pid
+# has changed and the command is not started. The child also lowers its own CPU and IO priority
+# (nix/priority.py): only ever lower, so a unit's Nice= stays as it is. Not its session's
+# autogroup: see nix/priority.py for why.
 _DIE_WITH_PARENT = """\
 import ctypes, os, sys
-if ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0) != 0:
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(1, 9, 0, 0, 0) != 0:
     sys.stderr.write("nix-push-queue: prctl(PR_SET_PDEATHSIG) failed\\n")
 if os.getppid() != int(sys.argv[1]):
     os._exit(137)
 try:
-    os.execv(sys.argv[2], sys.argv[3:])
+    if os.getpriority(os.PRIO_PROCESS, 0) < int(sys.argv[2]):
+        os.setpriority(os.PRIO_PROCESS, 0, int(sys.argv[2]))
 except OSError as exc:
-    sys.stderr.write(f"{sys.argv[3]}: {exc}\\n")
+    sys.stderr.write(f"nix-push-queue: setpriority: {exc}\\n")
+if int(sys.argv[3]) and libc.syscall(int(sys.argv[3]), 1, 0, int(sys.argv[4])) != 0:
+    sys.stderr.write("nix-push-queue: ioprio_set failed\\n")
+if sys.argv[5]:
+    try:
+        os.sched_setaffinity(0, [int(c) for c in sys.argv[5].split(",")])
+    except OSError as exc:
+        sys.stderr.write(f"nix-push-queue: sched_setaffinity: {exc}\\n")
+try:
+    os.execv(sys.argv[6], sys.argv[7:])
+except OSError as exc:
+    sys.stderr.write(f"{sys.argv[7]}: {exc}\\n")
     os._exit(127)
 """
 
 
-def dying_with_us(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
-    """`argv` wrapped so that the command dies when this process does (Linux; elsewhere
-    unchanged). FileNotFoundError, as exec would raise it, when the program is missing."""
+# The daemon's CPU share (nix/priority.CpuShare), set once at its start; None elsewhere (the
+# CLI, tests): children then run on every CPU.
+_cpus: priority.CpuShare | None = None
+
+
+def share_cpus(share: priority.CpuShare | None) -> None:
+    global _cpus  # noqa: PLW0603 (one per process, like the signal handlers)
+    _cpus = share
+
+
+def dying_with_us(argv: Sequence[str], env: Mapping[str, str],
+                  cpus: set[int] | None = None) -> list[str]:
+    """`argv` wrapped so that the command dies when this process does, runs at low CPU and
+    IO priority and, if given, on `cpus` only (Linux; elsewhere unchanged).
+    FileNotFoundError, as exec would raise it, when the program is missing."""
     program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
     if program is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
     if not sys.platform.startswith("linux") or not sys.executable:
         return list(argv)
-    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), program,
-            *argv]
+    lowered = (str(priority.NICE), str(priority.ioprio_syscall() or 0),
+               str(priority.ioprio_idle()))
+    on = ",".join(map(str, sorted(cpus))) if cpus else ""
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *lowered,
+            on, program, *argv]
 
 
 async def run(argv: Sequence[str], *, env: Mapping[str, str], timeout: float,
               stdin: str | None = None) -> CmdResult:
     """Run argv to completion or until `timeout` seconds pass (then kill it)."""
+    share = _cpus
     proc = await asyncio.create_subprocess_exec(
-        *dying_with_us(argv, env),
+        *dying_with_us(argv, env, share.cpus() if share is not None else None),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=dict(env),
         start_new_session=True,
     )
+    if share is None:
+        return await _finish(proc, argv, stdin, timeout)
+    share.started(proc.pid)  # so that it moves off the builds' CPUs when builds start
+    try:
+        return await _finish(proc, argv, stdin, timeout)
+    finally:
+        share.ended(proc.pid)
+
+
+async def _finish(proc: asyncio.subprocess.Process, argv: Sequence[str], stdin: str | None,
+                  timeout: float) -> CmdResult:
     data = stdin.encode() if stdin is not None else None
     try:
         out, err = await asyncio.wait_for(proc.communicate(data), timeout=max(timeout, 0.001))

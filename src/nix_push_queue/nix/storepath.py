@@ -61,3 +61,13 @@ def is_store_path(path: str, store_dir: str) -> bool:
 
 def is_derivation(path: str, store_dir: str) -> bool:
     return path.endswith(".drv") and is_store_path(path, store_dir)
+
+
+def hash_part(path: str) -> str:
+    """The hash of a store path (or of its base name): what a binary cache names it by."""
+    return path.rsplit("/", 1)[-1][:HASH_LEN]
+
+
+def narinfo_name(path: str) -> str:
+    """`<hash>.narinfo`: the file a binary cache keeps a store path's metadata in."""
+    return hash_part(path) + ".narinfo"

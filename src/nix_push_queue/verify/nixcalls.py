@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config.model import Target
-from ..daemon.uploader import TargetKeys, store_url, summarize
+from ..daemon.nixerrors import summarize
+from ..daemon.storeurl import TargetKeys, store_url
 from ..errors import VerifyFailed
-from ..nix import dialect, pathinfo
+from ..nix import dialect, pathinfo, settings
 
 # Every read of a cache must see the cache as it is now, not Nix's narinfo disk cache.
 FRESH = ("--option", "narinfo-cache-negative-ttl", "0",
@@ -31,6 +32,9 @@ class Context:
     enqueue: Callable[[list[str]], object] | None = None  # None: a post-build-hook queues it
     diagnose: Callable[[str], str] | None = None  # target name -> the daemon's view of it
     poll_interval: float = 0.25
+    # Targets read through a local copy (s3read.py): target name -> (target, store path) ->
+    # a file:// URL holding the path's closure as the target has it.
+    mirrors: Mapping[str, Callable[[Target, str], str]] = field(default_factory=dict)
 
 
 def trust(public_key: str) -> tuple[str, ...]:
@@ -79,11 +83,18 @@ class VerifyNix:
                                f"{summarize(proc.stderr)}")
         return proc
 
+    def read_url(self, target: Target, path: str) -> str:
+        """Where Nix reads `path` of `target`: the target itself, or the local copy of a
+        bucket Nix cannot read (a Nix that does not sign S3 requests: s3read.py)."""
+        mirror = self.ctx.mirrors.get(target.name)
+        return mirror(target, path) if mirror is not None else read_url(target)
+
     def path_info(self, step: str, target: Target, path: str) -> pathinfo.PathInfo | None:
         """What the target's store says about `path`; None while it does not hold it.
 
         Output we cannot parse fails the step at once: waiting would not make it readable."""
-        argv = self.dialect.path_info_json([path], store=read_url(target), options=FRESH)
+        argv = self.dialect.path_info_json([path], store=self.read_url(target, path),
+                                           options=FRESH)
         proc = self.run(step, argv, target=target, check=False)
         if proc.returncode != 0:
             return None
@@ -94,12 +105,9 @@ class VerifyNix:
         return next((i for i in infos if i.path == path), None)
 
 
-def hook_configured(env: Mapping[str, str], nix_bin_dir: str | None) -> bool:
-    """Whether this Nix runs a post-build-hook (then the build alone must queue the path)."""
-    nix = VerifyNix(Context(env=env, timeout=0, write=lambda _: None, nix_bin_dir=nix_bin_dir))
-    proc = nix.run("setup", nix.dialect.config_show_json())
+def hook_configured(env: Mapping[str, str], nix_bin_dir: str | None) -> str | None:
+    """The post-build-hook this Nix runs, if any (then the build alone must queue the path)."""
     try:
-        value = pathinfo.parse_settings(proc.stdout).get("post-build-hook", "")
-    except pathinfo.NixOutputError as exc:
-        raise VerifyFailed("setup", f"cannot read Nix's settings: {exc}") from exc
-    return bool(str(value).strip())
+        return settings.post_build_hook(env, nix_bin_dir)
+    except settings.SettingsError as exc:
+        raise VerifyFailed("setup", str(exc)) from exc

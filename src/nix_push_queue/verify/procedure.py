@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import TypeVar
 
+from .. import trust
 from ..client.control import ControlClient
 from ..config.model import Config, Target
-from ..daemon.uploader import redact
+from ..daemon.nixerrors import redact
 from ..errors import NpqError, VerifyFailed
 from .nixcalls import Context, hook_configured
+from .s3read import mirrors
 from .steps import Built, Steps
 
 __all__ = ["Built", "Context", "Procedure", "daemon_view", "describe_target",
@@ -110,8 +112,22 @@ def queue_waiter(client: ControlClient, targets: Sequence[Target], env: Mapping[
     return wait
 
 
+def check_trust(config: Config, config_file: str | None, hook: str | None,
+                write: Callable[[str], None]) -> None:
+    """The host's trust check (docs/security.md): what root runs as the hook, and the
+    daemon's config, keys and queue directories. A problem fails `verify`."""
+    report = trust.check(trust.Subjects(config=config, config_file=config_file, wrapper=hook),
+                         trust.owners_for(config))
+    write(f"{report.summary()}\n")
+    for note in report.notes:
+        write(f"trust: note: {note}\n")
+    if not report.ok:
+        raise VerifyFailed("trust", "\n".join(str(f) for f in report.findings))
+
+
 def run_with_config(config: Config, names: Sequence[str], env: Mapping[str, str], *,
-                    timeout: float, write: Callable[[str], None]) -> None:
+                    timeout: float, write: Callable[[str], None],
+                    config_file: str | None = None) -> None:
     """The procedure on this host's Nix and daemon, for the named targets (all if none)."""
     targets = [t for t in config.targets if not names or t.name in names]
     unknown = sorted(set(names) - {t.name for t in config.targets})
@@ -124,11 +140,14 @@ def run_with_config(config: Config, names: Sequence[str], env: Mapping[str, str]
     except NpqError as exc:
         raise VerifyFailed("setup", f"{exc}; is the daemon running?") from exc
     hooked = hook_configured(env, config.nix.nix_bin_dir)
+    check_trust(config, config_file, hooked, write)
     write("post-build-hook configured: the build queues the path\n" if hooked else
           "no post-build-hook in nix.conf: the path is queued with the push op\n")
     for target in targets:
         write(f"{describe_target(target)}\n")
-    ctx = Context(env=env, timeout=timeout, write=write, nix_bin_dir=config.nix.nix_bin_dir,
-                  enqueue=None if hooked else lambda paths: client.enqueue(paths, "push"),
-                  diagnose=lambda name: daemon_view(client, name))
-    Procedure(ctx, targets, queue_waiter(client, targets, env, timeout)).run()
+    with mirrors(config, targets, env, write) as reads:
+        ctx = Context(env=env, timeout=timeout, write=write,
+                      nix_bin_dir=config.nix.nix_bin_dir,
+                      enqueue=None if hooked else lambda paths: client.enqueue(paths, "push"),
+                      diagnose=lambda name: daemon_view(client, name), mirrors=reads)
+        Procedure(ctx, targets, queue_waiter(client, targets, env, timeout)).run()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.model import Target
-from ..daemon.uploader import summarize
+from ..daemon.nixerrors import summarize
 from ..errors import VerifyFailed
 from ..nix.isolated import text_derivation
 from .nixcalls import Context, VerifyNix, read_url, trust
@@ -61,7 +61,7 @@ class Steps:
             raise VerifyFailed("signature", f"target {target.name} has no public_key; add it "
                                "to the config so consumers (and verify) can check signatures")
         proc = self.nix.run("signature", self.nix.dialect.nix(
-            "store", "verify", "--no-contents", "--store", read_url(target),
+            "store", "verify", "--no-contents", "--store", self.nix.read_url(target, built.path),
             *trust(target.public_key), built.path), target=target, check=False)
         if proc.returncode != 0:
             names = sorted({s.partition(":")[0] for s in self.cache_signatures(target, built)})
@@ -97,8 +97,8 @@ class Steps:
     def substitute(self, target: Target, built: Built) -> None:
         key = target.public_key or ""
         if target.is_binary_cache:
-            argv = [self.nix.program("nix-store"), "--realise", built.path,
-                    "--option", "substituters", read_url(target), *trust(key)]
+            argv = [self.nix.program("nix-store"), "--realise", built.path, "--option",
+                    "substituters", self.nix.read_url(target, built.path), *trust(key)]
         else:
             argv = self.nix.dialect.nix("copy", "--from", read_url(target), built.path,
                                         *trust(key))

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False  # mypy reads this name as true; at run time `typing` stays unloaded
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 SUBDIR = "nix-push-queue"
 TEMP_PREFIX = ".tmp-"  # a replacement link being renamed into place; never a root name
 
@@ -22,7 +26,8 @@ def roots_dir(state_dir: str) -> str:
 def add_root(directory: str, path: str) -> bool:
     """Root `path` (a store path). True if a link was made, False if it was there already
     (its time is refreshed: the daemon's sweep never releases a young root it does not know
-    yet). Raises OSError (missing directory, no write access)."""
+    yet). Raises OSError (missing directory, no write access, something that is not a link
+    under the path's name)."""
     link = os.path.join(directory, os.path.basename(path))
     try:
         os.symlink(path, link)
@@ -30,25 +35,55 @@ def add_root(directory: str, path: str) -> bool:
     except FileExistsError:
         pass
     try:
-        if os.readlink(link) == path:
-            os.utime(link, follow_symlinks=False)
-            return False
-    except OSError:
-        pass
-    # A link of that name pointing elsewhere (another store dir): replace it atomically.
+        target = os.readlink(link)
+    except FileNotFoundError:  # released meanwhile: make it again
+        os.symlink(path, link)
+        return True
+    except OSError as exc:  # not a link: never replaced (it is not ours), and nothing left
+        raise OSError(exc.errno, f"{link} exists and is not a symlink; move it away "
+                      "(docs/gc-roots.md)") from exc
+    if target == path:
+        os.utime(link, follow_symlinks=False)
+        return False
+    # A link of that name pointing elsewhere (another store dir): replace it atomically. A
+    # temporary link left behind would pin its path for good: removed on any failure.
     temp = os.path.join(directory, f"{TEMP_PREFIX}{os.getpid()}-{os.path.basename(path)}")
     os.symlink(path, temp)
-    os.replace(temp, link)
+    try:
+        os.replace(temp, link)
+    except OSError:
+        remove_root(directory, os.path.basename(temp))
+        raise
     return True
 
 
+def root_all(directory: str, paths: Sequence[str]) -> tuple[int, str | None]:
+    """Root every path, making the directory first when it is missing (an admin's cleanup,
+    a fresh Nix without gcroots/). Returns (paths rooted, the last problem or None)."""
+    rooted, problem = 0, None
+    for path in paths:
+        try:
+            try:
+                add_root(directory, path)
+            except FileNotFoundError:
+                ensure_dir(directory)
+                add_root(directory, path)
+            rooted += 1
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+    return rooted, problem
+
+
 def ensure_dir(directory: str) -> None:
-    """Create the roots directory if it is missing (its parent, gcroots/, belongs to Nix).
-    Installers create it with the right owner first; this covers single-user installs."""
-    try:  # noqa: SIM105 - contextlib would cost the hook an import
-        os.mkdir(directory, 0o755)
-    except FileExistsError:
-        pass
+    """Create the roots directory if it is missing, and `gcroots/` above it too (Nix makes
+    that one on its first collection; a fresh install may not have it yet). Installers
+    create the directory with the right owner first; this covers single-user installs and a
+    directory removed while the daemon runs."""
+    for each in (os.path.dirname(directory), directory):
+        try:  # noqa: SIM105 - contextlib would cost the hook an import
+            os.mkdir(each, 0o755)
+        except FileExistsError:
+            pass
 
 
 def remove_root(directory: str, name: str) -> bool:
@@ -58,6 +93,24 @@ def remove_root(directory: str, name: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def stale_temps(directory: str, before: float) -> int:
+    """Remove temporary links (a process killed between its symlink and its rename) made
+    before `before` (a time): each one pins its path. Returns links removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if (entry.name.startswith(TEMP_PREFIX) and entry.is_symlink()
+                    and entry.stat(follow_symlinks=False).st_mtime < before):
+                removed += remove_root(directory, entry.name)
+        except OSError:
+            continue
+    return removed
 
 
 def list_roots(directory: str) -> dict[str, tuple[str, float]]:

@@ -74,7 +74,9 @@ class PathsProgress:
 @dataclass(frozen=True)
 class ProgressReply:
     targets: Mapping[str, PathsProgress]
-    spool_pending: int = 0  # spool files not ingested yet: a missing path may be in one
+    # spool files not ingested yet, and derivations not resolved yet: a missing path may be
+    # in one
+    spool_pending: int = 0
     spool_error: str | None = None
 
 

@@ -42,7 +42,11 @@ def write_spool(spool_dir: str | os.PathLike[str], paths: Sequence[str]) -> str:
     tmp = os.path.join(directory, TMP_PREFIX + name + _TMP_SUFFIX)
     data = "".join(p + "\n" for p in paths).encode("utf-8")
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not os.path.isdir(directory):
+            # A directory made here must survive a power cut too, or the fsync'd file
+            # below vanishes with it: fsync the parent of what was created (rare: once).
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            _fsync_dir(os.path.dirname(os.path.abspath(directory)))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o600)
         try:

@@ -20,7 +20,7 @@ import stat
 import time
 from collections.abc import Callable, Collection, Iterator
 
-from ..nix import storepath
+from ..nix import installable
 from .spool import SUFFIX, TMP_PREFIX, spool_error, spool_files
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,10 @@ MAX_LOGGED = 10  # invalid lines logged per file; the rest are counted
 
 
 def parse_spool(data: bytes, store_dir: str | None) -> tuple[list[str], list[str]]:
-    """(valid paths, bad lines) of one file's content. A last line without its newline is
-    torn and counts as bad; with `store_dir`, lines that are not store paths are bad."""
+    """(valid entries, bad lines) of one file's content. A last line without its newline is
+    torn and counts as bad; with `store_dir`, lines that are neither store paths nor
+    derivation installables (`DRV^*`, nix/installable.py) are bad. Installables come back in
+    the queue's spelling."""
     lines = data.split(b"\n")
     tail = lines.pop()
     good: list[str] = []
@@ -45,9 +47,12 @@ def parse_spool(data: bytes, store_dir: str | None) -> tuple[list[str], list[str
         except UnicodeDecodeError:
             bad.append(raw.decode("utf-8", "backslashreplace"))
             continue
-        ok = (storepath.is_store_path(line, store_dir) if store_dir is not None
+        ok = (installable.problem(line, store_dir) is None if store_dir is not None
               else line.startswith("/") and "\0" not in line)
-        (good if ok else bad).append(line)
+        if ok:
+            good.append(installable.normalize(line))
+        else:
+            bad.append(line)
     if tail:
         bad.append(tail.decode("utf-8", "backslashreplace"))
     return good, bad
@@ -193,14 +198,24 @@ def ingest_spool(spool_dir: str | os.PathLike[str], enqueue: Callable[[list[str]
             aside += _set_aside(spool_dir, file, f"{len(bad)} invalid line(s), "
                                 f"{len(good)} valid path(s) queued", skipped)
         else:
-            try:
-                os.unlink(file)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise spool_error(os.fspath(spool_dir), f"cannot delete {file}", exc) from exc
+            aside += _remove(spool_dir, file, len(good), skipped)
         files, paths, bad_lines = files + 1, paths + len(good), bad_lines + len(bad)
     return files, paths, bad_lines, aside
+
+
+def _remove(spool_dir: str | os.PathLike[str], file: str, queued: int,
+            skipped: set[str]) -> int:
+    """Delete an ingested file. One that cannot be deleted (immutable, a read-only mount)
+    is moved aside, else passed over by name: its paths are queued already, and raising
+    here would hold back every later file at each poll (issue 22)."""
+    try:
+        os.unlink(file)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        return _set_aside(spool_dir, file, f"cannot be deleted ({exc.strerror or exc}); its "
+                          f"{queued} path(s) are queued", skipped)
+    return 0
 
 
 def _set_aside(spool_dir: str | os.PathLike[str], file: str, why: str,

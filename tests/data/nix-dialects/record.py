@@ -46,11 +46,12 @@ TOP = ('builtins.derivation { name = "dialect-top"; system = builtins.currentSys
 MISSING = "00000000000000000000000000000000-dialect-missing"
 
 
-def env() -> dict[str, str]:
+def env(root: Path = ROOT) -> dict[str, str]:
+    """The environment of an isolated Nix under `root` (record_ca.py uses it too)."""
     e = {k: v for k, v in os.environ.items() if k not in ("NIX_REMOTE", "NIX_PATH")}
-    e.update(NIX_CONF_DIR=str(ROOT / "etc"), NIX_STORE_DIR=str(ROOT / "store"),
-             NIX_STATE_DIR=str(ROOT / "var"), NIX_LOG_DIR=str(ROOT / "log"),
-             HOME=str(ROOT / "home"), XDG_CACHE_HOME=str(ROOT / "cache"))
+    e.update(NIX_CONF_DIR=str(root / "etc"), NIX_STORE_DIR=str(root / "store"),
+             NIX_STATE_DIR=str(root / "var"), NIX_LOG_DIR=str(root / "log"),
+             HOME=str(root / "home"), XDG_CACHE_HOME=str(root / "cache"))
     return e
 
 
