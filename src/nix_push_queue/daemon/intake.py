@@ -58,8 +58,6 @@ class Intake:
         or a derivation installable (`DRV^*`), which waits for the resolver; `drv` (the
         hook's DRV_PATH) is resolved too, to name the outputs among `paths`. Raises
         ProtocolError (bad_path) naming the first bad entry; nothing is queued then."""
-        if self.build_seen is not None and source in ("hook", "spool"):
-            self.build_seen()
         unique = list(dict.fromkeys(paths))
         for path in unique:
             problem = installable.problem(path, self.store_dir)
@@ -68,6 +66,8 @@ class Intake:
         if drv is not None and not storepath.is_derivation(drv, self.store_dir):
             problem = storepath.problem(drv, self.store_dir) or "not a .drv"
             raise ProtocolError(f"{drv[:300]!r}: {problem}", "bad_path", "drv")
+        if self.build_seen is not None and source in ("hook", "spool"):
+            self.build_seen()  # only for a request that names a build's outputs
         unique = list(dict.fromkeys(installable.normalize(p) for p in unique))
         derivations = [(entry, parts[0]) for entry in unique
                        if (parts := installable.split(entry)) is not None]
