@@ -165,7 +165,9 @@ class Resolver:
             self._notify()
 
     async def _failed(self, item: PendingDerivation, why: str) -> None:
-        final = why.startswith("final: ") or is_final(why)
+        # Only what _query or _pick marked: a timeout's summary may hold Nix's words for a
+        # final failure from before it hung, and a timeout is retried.
+        final = why.startswith("final: ")
         why = redact(why.removeprefix("final: "))
         attempts = item.attempts + 1
         if final or attempts >= self._retry.max_attempts:
