@@ -192,3 +192,29 @@ def test_entry_spool_and_roots_directories_are_synced_before_exit(nix: IsolatedN
     [entry] = spool.glob("*.spool")
     roots = (nix.state_dir / "gcroots" / "nix-push-queue").resolve()
     assert {str(entry), str(spool), str(roots)} <= synced, synced
+
+
+def test_an_entry_taken_before_its_sync_is_still_no_failure(nix: IsolatedNix,
+                                                             tmp_path: Path) -> None:
+    """The daemon may take an entry (commit, then delete) between the hook's rename and its
+    sync. The hook syncs it all the same and hands nothing to the Python hook (before, a
+    sync by name failed then: a third of the builds beside an idle daemon started Python)."""
+    wrapper = _wrapper(nix, tmp_path)
+    text = wrapper.read_text()
+    real_mv = next(line.split()[0] for line in text.splitlines()
+                   if '-f -- "$spool/.$name.tmp"' in line)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    # `mv -f -- TMP ENTRY`, then the entry is taken at once, as the daemon's inotify does
+    mv_then_taken = tmp_path / "mv-then-taken"
+    mv_then_taken.write_text(
+        f'#!/bin/sh\n{real_mv} "$@" || exit\nexec {real_mv} -- "$4" {taken}/\n')
+    mv_then_taken.chmod(0o755)
+    wrapper.write_text(text.replace(f"{real_mv} -f --", f"{mv_then_taken} -f --"))
+    outs = [str(p) for p in nix.build_expr(MULTI % "t")]
+    drv = _drv_of(nix, Path(outs[0]))
+    run = _run(wrapper, nix, " ".join(outs), drv)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert [f.read_text().splitlines() for f in taken.iterdir()] == [[*outs, f"{drv}^*"]]
+    assert _entries(tmp_path) == []
+    assert _roots(nix) == set(outs)
