@@ -168,7 +168,7 @@ def test_running_children_move_when_builds_start() -> None:
     share.build_seen()  # already busy: nothing moves again
     assert moved == [(11, {1, 2})] and share.cpus() == {1, 2}
     clock[0] = 140.0  # 30 s after the last build: idle, every CPU again
-    assert share.cpus() == {0, 1, 2}
+    assert share.cpus() == {0, 1, 2} and not share.busy()
     share.build_seen()
     assert moved == [(11, {1, 2})] * 2
 
@@ -178,8 +178,10 @@ def test_nothing_reserved_moves_nothing() -> None:
     for reserved, allowed in ((0, {0, 1}), (1, {0}), (2, {0, 1})):
         share = priority.CpuShare(reserved, allowed, pin=lambda pid, _c: moved.append(pid))
         share.started(1)
+        assert not share.busy()
         share.build_seen()
         assert share.cpus() is None
+        assert share.busy()  # builds run all the same (queue.build_batch_wait asks)
     assert moved == []
 
 

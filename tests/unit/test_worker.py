@@ -42,6 +42,7 @@ def queue(**kw: Any) -> Queue:
                   jitter=kw.pop("jitter", 0.0))
     base = Queue(socket="/run/x.sock", socket_mode=0o660, socket_group=None, state_dir="/x",
                  spool_dir="/x/spool", workers=1, reserved_cpus=0, batch_size=32, batch_wait=0.2,
+                 build_batch_wait=1.0,
                  upload_timeout=3600.0, stop_grace=30.0, retry=retry,
                  gc_roots=GcRoots(enable=False, max_bytes=None, max_age=None),
                  staging_max_bytes=1 << 31)

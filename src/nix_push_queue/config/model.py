@@ -91,6 +91,7 @@ class Queue:
     reserved_cpus: int
     batch_size: int
     batch_wait: float
+    build_batch_wait: float
     upload_timeout: float
     stop_grace: float
     retry: Retry
@@ -206,6 +207,7 @@ def from_document(d: dict[str, Any]) -> Config:
             reserved_cpus=q["reserved_cpus"],
             batch_size=q["batch_size"],
             batch_wait=float(q["batch_wait"]),
+            build_batch_wait=float(q["build_batch_wait"]),
             upload_timeout=float(q["upload_timeout"]),
             stop_grace=float(q["stop_grace"]),
             retry=Retry(

@@ -147,8 +147,10 @@ class Daemon:
         served = [t for t in config.targets if t.name not in self.unsupported]
         self.worker = Worker(self.store, uploader, served, config.queue, RealClock(),
                              metrics=self.metrics, roots=self.roots, crashes=self.metrics)
+        wait = config.queue.build_batch_wait
         self.resolver = Resolver(self.intake, config.queue.retry, self._child_env,
-                                 config.nix.nix_bin_dir, notify=self.worker.notify)
+                                 config.nix.nix_bin_dir, notify=self.worker.notify,
+                                 linger=lambda: wait if self.cpus.busy() else 0.0)
         self.spooler = Spooler(config.queue.spool_dir, self.intake, self.metrics)
         self.spool = SpoolLoop(config.queue.spool_dir, self.spooler, self._queued)
         self.trust = TrustState(config, options.config_file, self._child_env)

@@ -56,6 +56,7 @@ def is_final(stderr: str) -> bool:
 class Resolver:
     def __init__(self, intake: Intake, retry: Retry, env: Mapping[str, str],
                  nix_bin_dir: str | None, *, notify: Callable[[], None],
+                 linger: Callable[[], float] = lambda: 0.0,
                  rand: Callable[[], float] = random.random) -> None:
         self._intake = intake
         self._store = intake.store
@@ -64,6 +65,7 @@ class Resolver:
         self._bin = nix_bin_dir
         self._notify = notify
         self._rand = rand
+        self._linger = linger  # seconds to let more derivations come once woken
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -79,6 +81,11 @@ class Resolver:
             except Exception:
                 log.exception("resolving derivations failed; trying again later")
             await self._sleep()
+            wait = self._linger()
+            if wait > 0:
+                # Builds run: the next builds' derivations join this one's `nix build --json`
+                # (and then one `nix copy`) rather than each start its own beside them.
+                await asyncio.sleep(wait)
 
     async def _sleep(self) -> None:
         # Cleared before the look, not after: a derivation committed (and notify() called)

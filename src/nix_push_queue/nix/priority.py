@@ -118,14 +118,20 @@ class CpuShare:
     def build_seen(self) -> None:
         """A build's outputs came in: builds are running. The children started before, on
         every CPU, move to the narrow set."""
-        if self.narrow is None:
-            return
         with self._lock:
             idle = self._now() >= self._busy_until
             self._busy_until = self._now() + self._busy_for
             live = sorted(self._live) if idle else []
+        if self.narrow is None:
+            return  # nothing reserved: busy() still says builds run
         for pid in live:
             self._pin(pid, self.narrow)
+
+    def busy(self) -> bool:
+        """Whether builds run (a build's hook entry in the last BUSY_FOR seconds), whether or
+        not CPUs are reserved for them."""
+        with self._lock:
+            return self._now() < self._busy_until
 
     def started(self, pid: int) -> None:
         with self._lock:
