@@ -8,41 +8,32 @@ it, then execs the real one: it is the process `nix copy` becomes, so it has wha
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures._wrapped_nix import wrapped_nix
 from tests.fixtures.daemon import DaemonHarness
 
 pytestmark = pytest.mark.integration
 
 Factory = Callable[..., DaemonHarness]
 
-WRAPPER = """#!/bin/sh
-case " $* " in
+# What the kernel says of the process `nix copy` becomes (the wrapper execs it).
+SNIPPET = """case " $* " in
   *" copy "*)
     nice=$(cut -d' ' -f19 /proc/$$/stat)
     group=$(sed -n 's/.*nice //p' /proc/$$/autogroup 2>/dev/null || echo none)
     cpus=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/$$/status)
     echo "$nice ${{group:-none}} $cpus" >> {log} ;;
-esac
-exec {real} "$@"
-"""
+esac"""
 
 
 def recording_nix(root: Path) -> tuple[Path, Path]:
-    real = Path(shutil.which("nix") or "/usr/bin/nix")
-    bindir, log = root / "bin", root / "copies.log"
-    bindir.mkdir()
-    for program in real.parent.glob("nix*"):
-        (bindir / program.name).symlink_to(program)
-    (bindir / "nix").unlink()
-    (bindir / "nix").write_text(WRAPPER.format(log=log, real=real), "utf-8")
-    (bindir / "nix").chmod(0o755)
-    return bindir, log
+    log = root / "copies.log"
+    return wrapped_nix(root, SNIPPET.format(log=log)), log
 
 
 def cpu_list(cpus: list[int]) -> str:

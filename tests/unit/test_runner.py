@@ -163,10 +163,11 @@ def test_running_children_move_when_builds_start() -> None:
     share.started(12)
     share.ended(12)
     share.build_seen()
-    assert moved == [(11, {1, 2})]
+    assert moved == [(11, {1, 2})] and share.build_gap() == float("inf")  # a lone build
     clock[0] = 110.0
     share.build_seen()  # already busy: nothing moves again
     assert moved == [(11, {1, 2})] and share.cpus() == {1, 2}
+    assert share.build_gap() == 10.0  # the builds at 100 and 110 s
     clock[0] = 140.0  # 30 s after the last build: idle, every CPU again
     assert share.cpus() == {0, 1, 2} and not share.busy()
     share.build_seen()

@@ -147,10 +147,13 @@ class Daemon:
         served = [t for t in config.targets if t.name not in self.unsupported]
         self.worker = Worker(self.store, uploader, served, config.queue, RealClock(),
                              metrics=self.metrics, roots=self.roots, crashes=self.metrics)
+        # Builds in a burst (the last two within the wait) wait for the next ones; a lone
+        # build, or builds further apart, are resolved at once.
         wait = config.queue.build_batch_wait
-        self.resolver = Resolver(self.intake, config.queue.retry, self._child_env,
-                                 config.nix.nix_bin_dir, notify=self.worker.notify,
-                                 linger=lambda: wait if self.cpus.busy() else 0.0)
+        self.resolver = Resolver(
+            self.intake, config.queue.retry, self._child_env, config.nix.nix_bin_dir,
+            notify=self.worker.notify,
+            linger=lambda: wait if self.cpus.busy() and self.cpus.build_gap() <= wait else 0.0)
         self.spooler = Spooler(config.queue.spool_dir, self.intake, self.metrics)
         self.spool = SpoolLoop(config.queue.spool_dir, self.spooler, self._queued)
         self.trust = TrustState(config, options.config_file, self._child_env)

@@ -104,6 +104,8 @@ class CpuShare:
         self.narrow = upload_cpus(allowed, reserved)
         self._busy_for, self._now, self._pin = busy_for, now, pin
         self._busy_until = float("-inf")
+        self._last_build = float("-inf")
+        self._gap = float("inf")  # seconds between the last two builds seen
         self._live: set[int] = set()
         self._lock = threading.Lock()
 
@@ -119,8 +121,10 @@ class CpuShare:
         """A build's outputs came in: builds are running. The children started before, on
         every CPU, move to the narrow set."""
         with self._lock:
-            idle = self._now() >= self._busy_until
-            self._busy_until = self._now() + self._busy_for
+            now = self._now()
+            idle = now >= self._busy_until
+            self._busy_until = now + self._busy_for
+            self._gap, self._last_build = now - self._last_build, now
             live = sorted(self._live) if idle else []
         if self.narrow is None:
             return  # nothing reserved: busy() still says builds run
@@ -132,6 +136,12 @@ class CpuShare:
         not CPUs are reserved for them."""
         with self._lock:
             return self._now() < self._busy_until
+
+    def build_gap(self) -> float:
+        """Seconds between the last two builds seen (infinite before the second): a lone
+        build's outputs need not wait for builds that are not coming."""
+        with self._lock:
+            return self._gap
 
     def started(self, pid: int) -> None:
         with self._lock:
