@@ -78,14 +78,23 @@ def fault_daemon(factory: Callable[..., DaemonHarness], server: S3Server) -> Dae
                                      "max_attempts": 1000}})
 
 
-def test_server_cut_mid_multipart(s3_server_factory: Callable[..., S3Server],
-                                  npq_daemon_factory: Callable[..., DaemonHarness]) -> None:
-    server = s3_server_factory(auth=True)
+def mid_multipart(server_factory: Callable[..., S3Server],
+                  daemon_factory: Callable[..., DaemonHarness]
+                  ) -> tuple[S3Server, DaemonHarness, list[Path]]:
+    """A versioned bucket behind SigV4, and a daemon uploading two large paths to it: returns
+    once a multipart upload is under way."""
+    server = server_factory(auth=True)
     versioned(server)
-    harness = fault_daemon(npq_daemon_factory, server)
+    harness = fault_daemon(daemon_factory, server)
     harness.start()
     paths = big_paths(harness, 2)
     wait_multipart(server)
+    return server, harness, paths
+
+
+def test_server_cut_mid_multipart(s3_server_factory: Callable[..., S3Server],
+                                  npq_daemon_factory: Callable[..., DaemonHarness]) -> None:
+    server, harness, paths = mid_multipart(s3_server_factory, npq_daemon_factory)
     server.stop()
     # The daemon keeps trying (transient); whatever landed is consistent meanwhile.
     deadline = time.monotonic() + 120
@@ -102,12 +111,7 @@ def test_server_cut_mid_multipart(s3_server_factory: Callable[..., S3Server],
 
 def test_daemon_killed_mid_multipart(s3_server_factory: Callable[..., S3Server],
                                      npq_daemon_factory: Callable[..., DaemonHarness]) -> None:
-    server = s3_server_factory(auth=True)
-    versioned(server)
-    harness = fault_daemon(npq_daemon_factory, server)
-    harness.start()
-    paths = big_paths(harness, 2)
-    wait_multipart(server)
+    server, harness, paths = mid_multipart(s3_server_factory, npq_daemon_factory)
     harness.kill()
     assert bucket_problems(server) == []
     staged = harness.state_dir / "staging"
